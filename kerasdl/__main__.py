@@ -1,0 +1,5 @@
+"""`python -m kerasdl` runs the command-line interface."""
+
+from kerasdl.cli import main
+
+raise SystemExit(main())

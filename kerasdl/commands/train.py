@@ -1,0 +1,92 @@
+"""`kerasdl train MODEL`: train a registered model into a run directory (resumes an interrupted run).
+
+Optimization flags (--optimizer, --lr-schedule, --clipnorm, --patience) go to `TrainConfig`; the
+regularization flags (--dropout, --l1, --l2, --batch-norm) go to the model's builder through
+`TrainConfig.model_params`, and only when given, so models whose builder lacks them still train.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from kerasdl.commands import positive_float, positive_int
+
+MODEL_FLAGS = ("dropout", "l1", "l2", "batch_norm")  # builder keyword arguments
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def dropout_rate(text: str) -> float:
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a registered model and write a run directory")
+    parser.add_argument("model", help="registered model name (see `kerasdl list`)")
+    parser.add_argument("--data", help="data set name (default: the model's)")
+    parser.add_argument("--epochs", type=positive_int, default=10)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--loop", default="fit", help="fit (model.fit) or tape (GradientTape loop)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="run directory (default: runs/MODEL-DATA-LOOP)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--no-jit", action="store_true", help="skip XLA compilation (starts faster on a CPU)")
+    optimization = parser.add_argument_group("optimization")
+    optimization.add_argument("--optimizer", default="adam", help="sgd, momentum (SGD, 0.9), rmsprop or adam")
+    optimization.add_argument("--learning-rate", type=positive_float, default=1e-3)
+    optimization.add_argument("--lr-schedule", default="constant", help="constant, cosine or exponential")
+    optimization.add_argument("--clipnorm", type=positive_float, help="clip each gradient to this L2 norm")
+    optimization.add_argument(
+        "--patience", type=positive_int, default=5, help="early stopping: epochs without a better val_loss"
+    )
+    regularization = parser.add_argument_group("regularization (passed to the model's builder)")
+    regularization.add_argument("--dropout", type=dropout_rate, help="dropout rate after each hidden layer")
+    regularization.add_argument("--l1", type=non_negative_float, help="L1 weight penalty")
+    regularization.add_argument("--l2", type=non_negative_float, help="L2 weight penalty")
+    regularization.add_argument(
+        "--batch-norm", action="store_true", default=None, help="batch normalization in each hidden layer"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kerasdl.evaluation.report import format_report
+    from kerasdl.training import TrainConfig, train
+
+    config = TrainConfig(
+        model=args.model,
+        data=args.data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        loop=args.loop,
+        seed=args.seed,
+        optimizer=args.optimizer,
+        learning_rate=args.learning_rate,
+        lr_schedule=args.lr_schedule,
+        clipnorm=args.clipnorm,
+        patience=args.patience,
+        model_params={flag: getattr(args, flag) for flag in MODEL_FLAGS if getattr(args, flag) is not None},
+        jit_compile=not args.no_jit,
+    )
+    result = train(config, out=args.out, overwrite=args.overwrite, verbose=0 if args.quiet else "auto")
+    m = result.metrics
+    print(
+        f"{m['model']} on {m['data']} ({m['loop']} loop, {m['epochs']} epochs): "
+        f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f}, "
+        f"{m['train_samples_per_second']:.0f} samples/s"
+    )
+    print(format_report(m))
+    print(f"run directory: {result.run.path}")
+    return 0

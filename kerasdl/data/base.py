@@ -1,0 +1,80 @@
+"""The one data API: a registry of sources, each giving arrays that become a tf.data.Dataset per split."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from kerasdl.errors import UnknownNameError
+
+DEFAULT_DATA_ROOT = "~/.kerasdl/data"
+
+
+def data_root() -> Path:
+    """Where local copies of data sets live: `$KERASDL_DATA`, else `~/.kerasdl/data`."""
+    return Path(os.environ.get("KERASDL_DATA", DEFAULT_DATA_ROOT)).expanduser()
+
+
+@dataclass(frozen=True)
+class RawSplits:
+    """What a source returns: raw train and test arrays (images as uint8, HWC) and labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What models, exporters and runners need to know about a data set."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: tuple[str, ...]
+    split_sizes: dict[str, int] = field(default_factory=dict)
+    # Raw pixels p map to model inputs as p * scale + offset ([-1, 1], the curriculum's Normalize(0.5, 0.5)).
+    scale: float = 1.0
+    offset: float = 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A registered data set: how to load it and what it is."""
+
+    name: str
+    load: Callable[[Path], RawSplits]
+    description: str
+    class_names: tuple[str, ...]
+    max_value: float  # largest raw pixel value, used to scale inputs to [-1, 1]
+
+
+_SOURCES: dict[str, DatasetSource] = {}
+
+
+def register_dataset(name: str, *, description: str, class_names: tuple[str, ...], max_value: float):
+    """Decorator: register `load(data_dir) -> RawSplits` under `name`."""
+
+    def decorate(load: Callable[[Path], RawSplits]) -> Callable[[Path], RawSplits]:
+        _SOURCES[name] = DatasetSource(name, load, description, class_names, max_value)
+        return load
+
+    return decorate
+
+
+def dataset_source(name: str) -> DatasetSource:
+    if name not in _SOURCES:
+        raise UnknownNameError("data set", name, list(_SOURCES))
+    return _SOURCES[name]
+
+
+def dataset_sources() -> list[DatasetSource]:
+    return [_SOURCES[name] for name in sorted(_SOURCES)]

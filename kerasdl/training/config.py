@@ -1,0 +1,55 @@
+"""Everything that defines a training run, saved as `config.json` in its run directory."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from kerasdl.errors import KerasdlError
+
+# A run may resume only under the same values of these; epochs or learning rate may change.
+RESUME_KEYS = ("model", "data", "loop", "batch_size", "seed", "validation_fraction", "model_params")
+OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
+LR_SCHEDULES = ("constant", "cosine", "exponential")
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one run. Defaults follow the curriculum (Adam 1e-3, batch 64)."""
+
+    model: str
+    data: str | None = None  # None: the model's default data set
+    epochs: int = 10
+    batch_size: int = 64
+    loop: str = "fit"
+    seed: int = 0
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    clipnorm: float | None = None  # clip each gradient tensor to this L2 norm
+    validation_fraction: float = 0.1
+    patience: int = 5  # early stopping on val_loss, best weights restored
+    # Builder keyword arguments: dropout, l1, l2, batch_norm, units... (what the model's builder takes).
+    model_params: dict[str, Any] = field(default_factory=dict)
+    # Speed knobs that do not change what is computed: steps per tf.function call and XLA compilation.
+    steps_per_execution: int = 32
+    jit_compile: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience", "steps_per_execution"):
+            if getattr(self, name) < 1:
+                raise KerasdlError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise KerasdlError(f"learning-rate must be > 0, got {self.learning_rate}")
+        if self.optimizer not in OPTIMIZERS:
+            raise KerasdlError(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise KerasdlError(f"unknown lr-schedule {self.lr_schedule!r}; known: {', '.join(LR_SCHEDULES)}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,132 @@
+"""Training loops by name, and what the fit and GradientTape loops share (optimizer, loss, callbacks).
+
+A loop is a function `(LoopContext) -> LoopResult` that trains the model, writing `history.csv` and
+resume state into the run directory. `kerasdl.training.train` does the rest (evaluation, plots, metrics).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import keras
+
+from kerasdl.data import DataBundle
+from kerasdl.errors import KerasdlError, TrainingError, UnknownNameError
+from kerasdl.registry import ModelSpec
+from kerasdl.training.config import TrainConfig
+from kerasdl.training.run_dir import RunDirectory
+
+
+@dataclass
+class LoopContext:
+    """Everything a loop needs for one run."""
+
+    spec: ModelSpec
+    data: DataBundle
+    config: TrainConfig
+    run: RunDirectory
+    resuming: bool
+    callbacks: list[keras.callbacks.Callback] = field(default_factory=list)
+    verbose: int | str = "auto"
+
+    def build_model(self) -> keras.Model:
+        """The registered model for this data, with weights seeded by the run's seed."""
+        keras.utils.set_random_seed(self.config.seed)
+        try:
+            return self.spec.build(self.data.info, **self.config.model_params)
+        except TypeError as err:  # an option this builder does not take
+            raise KerasdlError(f"model {self.spec.name!r}: {err}") from err
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.data.info.split_sizes["train"] / self.config.batch_size)
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """The trained model and how many epochs this process ran (fewer than the run's after a resume)."""
+
+    model: keras.Model
+    epochs_run: int
+
+
+Loop = Callable[[LoopContext], LoopResult]
+_LOOPS: dict[str, Loop] = {}
+
+
+def register_loop(name: str) -> Callable[[Loop], Loop]:
+    def decorate(loop: Loop) -> Loop:
+        _LOOPS[name] = loop
+        return loop
+
+    return decorate
+
+
+def get_loop(name: str) -> Loop:
+    import kerasdl.training.fit_loop  # noqa: F401  (registers "fit")
+    import kerasdl.training.tape_loop  # noqa: F401  (registers "tape")
+
+    if name not in _LOOPS:
+        raise UnknownNameError("training loop", name, list(_LOOPS))
+    return _LOOPS[name]
+
+
+def make_loss() -> keras.losses.Loss:
+    """Cross-entropy on logits, as the curriculum's nn.CrossEntropyLoss (multi-class, not binary)."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The curriculum's optimizers (SGD, SGD with momentum 0.9, RMSProp, Adam), schedule and clipping."""
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
+    total_steps = config.epochs * steps_per_epoch
+    if config.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps)
+    elif config.lr_schedule == "exponential":  # x0.1 over the whole run
+        learning_rate = keras.optimizers.schedules.ExponentialDecay(config.learning_rate, total_steps, 0.1)
+    options = {"learning_rate": learning_rate, "clipnorm": config.clipnorm}
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(**options)
+    if config.optimizer == "momentum":
+        return keras.optimizers.SGD(momentum=0.9, **options)
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(**options)
+    return keras.optimizers.Adam(**options)
+
+
+def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch),
+        loss=make_loss(),
+        metrics=["accuracy"],
+        steps_per_execution=config.steps_per_execution,
+        jit_compile=config.jit_compile,
+    )
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Abort with a clear error when the loss is NaN or infinite; the last good backup stays on disk."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingError(
+                f"training loss became {float(loss)} at batch {batch}; the last finished epoch is kept "
+                "in the run's checkpoints: lower --learning-rate and run again to resume"
+            )
+
+
+def standard_callbacks(ctx: LoopContext) -> list[keras.callbacks.Callback]:
+    """Callbacks both loops run, so both write the same history, checkpoints and TensorBoard logs."""
+    return [
+        StopOnNaN(),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=ctx.config.patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(
+            ctx.run.checkpoints_dir / "best.keras", monitor="val_loss", save_best_only=True
+        ),
+        keras.callbacks.CSVLogger(str(ctx.run.history_path), append=ctx.resuming),
+        keras.callbacks.TensorBoard(log_dir=str(ctx.run.logs_dir), write_graph=False),
+        *ctx.callbacks,
+    ]

@@ -1,0 +1,113 @@
+"""The run directory contract: config.json, history.csv, metrics.json, model.keras, plots/, checkpoints/."""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import shutil
+from pathlib import Path
+from typing import Any
+
+from kerasdl.errors import RunDirError
+from kerasdl.training.config import RESUME_KEYS
+
+
+def library_versions() -> dict[str, str]:
+    import keras
+    import numpy
+    import tensorflow
+
+    import kerasdl
+
+    return {
+        "python": platform.python_version(),
+        "kerasdl": kerasdl.__version__,
+        "tensorflow": tensorflow.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+class RunDirectory:
+    """Paths and state of one run; a run with config.json but no metrics.json was interrupted."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    config_path = property(lambda self: self.path / "config.json")
+    history_path = property(lambda self: self.path / "history.csv")
+    metrics_path = property(lambda self: self.path / "metrics.json")
+    model_path = property(lambda self: self.path / "model.keras")
+    plots_dir = property(lambda self: self.path / "plots")
+    checkpoints_dir = property(lambda self: self.path / "checkpoints")
+    logs_dir = property(lambda self: self.path / "logs")
+
+    @property
+    def state(self) -> str:
+        if self.metrics_path.exists():
+            return "finished"
+        return "interrupted" if self.config_path.exists() else "new"
+
+    def prepare(self, config: dict[str, Any], *, overwrite: bool = False) -> bool:
+        """Create or reopen the directory for `config`; True when an interrupted run will resume."""
+        if self.state == "finished" and not overwrite:
+            raise RunDirError(f"{self.path} already holds a finished run; pass --overwrite or choose another --out")
+        if overwrite and self.path.exists():
+            shutil.rmtree(self.path)
+        resuming = self.state == "interrupted"
+        if resuming:
+            saved = self.read_config()
+            changed = [k for k in RESUME_KEYS if saved.get(k) != config.get(k)]
+            if changed:
+                diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in changed)
+                raise RunDirError(
+                    f"{self.path} holds an interrupted run with other settings ({diffs}); "
+                    "resume with the same ones, pass --overwrite, or choose another --out"
+                )
+        for folder in (self.path, self.plots_dir, self.checkpoints_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.write_json(self.config_path, {**config, "versions": library_versions()})
+        return resuming
+
+    def read_config(self) -> dict[str, Any]:
+        return self._read_json(self.config_path, "config.json")
+
+    def read_metrics(self) -> dict[str, Any]:
+        return self._read_json(self.metrics_path, "metrics.json")
+
+    def require_model(self) -> Path:
+        """The saved model, or a clear error when this is not a finished run directory."""
+        if not self.path.is_dir():
+            raise RunDirError(f"run directory {self.path} does not exist")
+        if not self.model_path.exists():
+            raise RunDirError(f"{self.path} has no model.keras (not a finished kerasdl run directory)")
+        return self.model_path
+
+    def history_rows(self) -> list[dict[str, str]]:
+        if not self.history_path.exists():
+            return []
+        with self.history_path.open(newline="") as f:
+            return list(csv.DictReader(f))
+
+    def truncate_history(self, epochs_done: int) -> None:
+        """Drop rows of epochs that the resumed state does not include (written just before a crash)."""
+        rows = self.history_rows()
+        if len(rows) <= epochs_done:
+            return
+        with self.history_path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(row for row in rows if int(row["epoch"]) < epochs_done)
+
+    def _read_json(self, path: Path, what: str) -> dict[str, Any]:
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise RunDirError(f"{self.path} has no {what}") from None
+        except json.JSONDecodeError as err:
+            raise RunDirError(f"{path} is corrupt ({err})") from err
+
+    @staticmethod
+    def write_json(path: Path, values: dict[str, Any]) -> None:
+        path.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")

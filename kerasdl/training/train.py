@@ -1,0 +1,73 @@
+"""Train a registered model by name into a run directory: data -> model -> loop -> evaluation -> plots."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from kerasdl.data import load
+from kerasdl.errors import KerasdlError
+from kerasdl.registry import model_spec
+from kerasdl.training.config import TrainConfig
+from kerasdl.training.loops import LoopContext, get_loop
+from kerasdl.training.run_dir import RunDirectory
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run: RunDirectory
+    metrics: dict[str, Any]
+    model: keras.Model
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    return Path("runs") / f"{config.model}-{config.data}-{config.loop}"
+
+
+def train(
+    config: TrainConfig,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    verbose: int | str = "auto",
+) -> RunResult:
+    """Train `config.model`, resuming an interrupted run in the same directory; returns its test metrics."""
+    from kerasdl.evaluation import plot_confusion_matrix, plot_learning_curves
+    from kerasdl.evaluation.report import evaluate_model
+
+    spec = model_spec(config.model)
+    config = dataclasses.replace(config, data=config.data or spec.default_data)
+    if config.loop not in spec.loops:
+        raise KerasdlError(f"model {spec.name!r} trains with --loop {' or '.join(spec.loops)}, not {config.loop!r}")
+    loop = get_loop(config.loop)
+    data = load(config.data, validation_fraction=config.validation_fraction, seed=config.seed)
+    run = RunDirectory(out or default_run_dir(config))
+    resuming = run.prepare({**config.to_json(), "dataset": data.info.to_json()}, overwrite=overwrite)
+
+    ctx = LoopContext(spec, data, config, run, resuming, list(callbacks or []), verbose)
+    started = time.perf_counter()
+    result = loop(ctx)
+    seconds = time.perf_counter() - started
+
+    result.model.save(run.model_path)
+    history = run.history_rows()
+    metrics = {
+        "model": spec.name,
+        "loop": config.loop,
+        **evaluate_model(result.model, data),
+        "epochs": len(history),
+        "best_epoch": 1 + min(range(len(history)), key=lambda i: float(history[i]["val_loss"])) if history else 0,
+        "resumed": resuming,
+        "train_seconds": round(seconds, 3),
+        "train_samples_per_second": round(result.epochs_run * data.info.split_sizes["train"] / seconds, 1),
+    }
+    plot_learning_curves(history, run.plots_dir / "learning_curves.png")
+    plot_confusion_matrix(metrics["confusion_matrix"], metrics["class_names"], run.plots_dir / "confusion_matrix.png")
+    run.write_json(run.metrics_path, metrics)  # written last: its presence marks the run finished
+    return RunResult(run, metrics, result.model)
