@@ -1,24 +1,29 @@
 """Subcommands of `kerasdl`: each module has `register(subparsers)` and imports heavy libraries lazily."""
 
+from __future__ import annotations
+
 import argparse
+from typing import Callable, TypeVar
+
+Number = TypeVar("Number", int, float)
 
 
-def positive_int(text: str) -> int:
-    """argparse type for counts such as --epochs: a clear message instead of a traceback."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _checked(convert: Callable[[str], Number], accept: Callable[[Number], bool], expected: str):
+    """An argparse type that says what it expected, instead of argparse's generic 'invalid value'."""
+
+    def parse(text: str) -> Number:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+positive_float = _checked(float, lambda v: v > 0, "a positive number")
+non_negative_float = _checked(float, lambda v: v >= 0, "a number >= 0")
+dropout_rate = _checked(float, lambda v: 0 <= v < 1, "a rate in [0, 1)")

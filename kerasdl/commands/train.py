@@ -9,26 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from kerasdl.commands import positive_float, positive_int
+from kerasdl.commands import dropout_rate, non_negative_float, positive_float, positive_int
 
 MODEL_FLAGS = ("dropout", "l1", "l2", "batch_norm")  # builder keyword arguments
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
-
-
-def dropout_rate(text: str) -> float:
-    value = non_negative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", help="data set name (default: the model's)")
     parser.add_argument("--epochs", type=positive_int, default=10)
     parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--loop", default="fit", help="fit (model.fit) or tape (GradientTape loop)")
+    parser.add_argument("--loop", help="fit (model.fit), tape (GradientTape loop)...; default: the model's first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="run directory (default: runs/MODEL-DATA-LOOP)")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")

@@ -38,9 +38,11 @@ class DatasetInfo:
     num_classes: int
     class_names: tuple[str, ...]
     split_sizes: dict[str, int] = field(default_factory=dict)
-    # Raw pixels p map to model inputs as p * scale + offset ([-1, 1], the curriculum's Normalize(0.5, 0.5)).
+    # Raw pixels p in [0, pixel_max] map to model inputs as p * scale + offset ([-1, 1], the
+    # curriculum's Normalize(0.5, 0.5)); runners apply the same map to raw inputs.
     scale: float = 1.0
     offset: float = 0.0
+    pixel_max: float = 255.0
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -67,5 +67,6 @@ def load(name: str, *, validation_fraction: float = 0.1, seed: int = 0) -> DataB
         split_sizes={split: len(arrays[split][0]) for split in SPLITS},
         scale=scale,
         offset=offset,
+        pixel_max=source.max_value,
     )
     return DataBundle(info, arrays)

@@ -33,7 +33,7 @@ def dense_block(
     return x
 
 
-def mlp_search_space(hp: "keras_tuner.HyperParameters") -> dict[str, Any]:
+def mlp_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
     """Keras Tuner space around the curriculum's MLP; each default is the curriculum's value.
 
     Width is the first hidden layer's, each deeper layer halves it (128, 64 at depth 2, as the

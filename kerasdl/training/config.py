@@ -21,7 +21,7 @@ class TrainConfig:
     data: str | None = None  # None: the model's default data set
     epochs: int = 10
     batch_size: int = 64
-    loop: str = "fit"
+    loop: str | None = None  # None: the model's first loop ("fit" for Keras models)
     seed: int = 0
     optimizer: str = "adam"
     learning_rate: float = 1e-3

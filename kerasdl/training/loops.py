@@ -12,11 +12,24 @@ from typing import Callable
 
 import keras
 
-from kerasdl.data import DataBundle
+from kerasdl.data import DataBundle, DatasetInfo
 from kerasdl.errors import KerasdlError, TrainingError, UnknownNameError
 from kerasdl.registry import ModelSpec
 from kerasdl.training.config import TrainConfig
 from kerasdl.training.run_dir import RunDirectory
+
+
+def build_model(spec: ModelSpec, info: DatasetInfo, config: TrainConfig) -> keras.Model:
+    """The registered model for this data and config, with weights seeded by the config's seed."""
+    keras.utils.set_random_seed(config.seed)
+    try:
+        return spec.build(info, **config.model_params)
+    except TypeError as err:  # an option this builder does not take
+        raise KerasdlError(f"model {spec.name!r}: {err}") from err
+
+
+def steps_per_epoch(info: DatasetInfo, config: TrainConfig) -> int:
+    return math.ceil(info.split_sizes["train"] / config.batch_size)
 
 
 @dataclass
@@ -32,16 +45,11 @@ class LoopContext:
     verbose: int | str = "auto"
 
     def build_model(self) -> keras.Model:
-        """The registered model for this data, with weights seeded by the run's seed."""
-        keras.utils.set_random_seed(self.config.seed)
-        try:
-            return self.spec.build(self.data.info, **self.config.model_params)
-        except TypeError as err:  # an option this builder does not take
-            raise KerasdlError(f"model {self.spec.name!r}: {err}") from err
+        return build_model(self.spec, self.data.info, self.config)
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.data.info.split_sizes["train"] / self.config.batch_size)
+        return steps_per_epoch(self.data.info, self.config)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ def register_loop(name: str) -> Callable[[Loop], Loop]:
 
 def get_loop(name: str) -> Loop:
     import kerasdl.training.fit_loop  # noqa: F401  (registers "fit")
+    import kerasdl.training.numpy_loop  # noqa: F401  (registers "numpy")
     import kerasdl.training.tape_loop  # noqa: F401  (registers "tape")
 
     if name not in _LOOPS:

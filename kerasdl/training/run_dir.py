@@ -51,6 +51,7 @@ class RunDirectory:
 
     def prepare(self, config: dict[str, Any], *, overwrite: bool = False) -> bool:
         """Create or reopen the directory for `config`; True when an interrupted run will resume."""
+        config = json.loads(json.dumps(config))  # as config.json holds it: tuples become lists
         if self.state == "finished" and not overwrite:
             raise RunDirError(f"{self.path} already holds a finished run; pass --overwrite or choose another --out")
         if overwrite and self.path.exists():

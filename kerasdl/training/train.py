@@ -29,6 +29,12 @@ def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{config.model}-{config.data}-{config.loop}"
 
 
+def resolve(config: TrainConfig) -> TrainConfig:
+    """`config` with the model's default data set and loop filled in, as `train` saves it in config.json."""
+    spec = model_spec(config.model)
+    return dataclasses.replace(config, data=config.data or spec.default_data, loop=config.loop or spec.loops[0])
+
+
 def train(
     config: TrainConfig,
     *,
@@ -38,11 +44,11 @@ def train(
     verbose: int | str = "auto",
 ) -> RunResult:
     """Train `config.model`, resuming an interrupted run in the same directory; returns its test metrics."""
-    from kerasdl.evaluation import plot_confusion_matrix, plot_learning_curves
+    from kerasdl.evaluation import plot_learning_curves
     from kerasdl.evaluation.report import evaluate_model
 
     spec = model_spec(config.model)
-    config = dataclasses.replace(config, data=config.data or spec.default_data)
+    config = resolve(config)
     if config.loop not in spec.loops:
         raise KerasdlError(f"model {spec.name!r} trains with --loop {' or '.join(spec.loops)}, not {config.loop!r}")
     loop = get_loop(config.loop)
@@ -60,7 +66,7 @@ def train(
     metrics = {
         "model": spec.name,
         "loop": config.loop,
-        **evaluate_model(result.model, data),
+        **evaluate_model(result.model, data, plots_dir=run.plots_dir),
         "epochs": len(history),
         "best_epoch": 1 + min(range(len(history)), key=lambda i: float(history[i]["val_loss"])) if history else 0,
         "resumed": resuming,
@@ -68,6 +74,5 @@ def train(
         "train_samples_per_second": round(result.epochs_run * data.info.split_sizes["train"] / seconds, 1),
     }
     plot_learning_curves(history, run.plots_dir / "learning_curves.png")
-    plot_confusion_matrix(metrics["confusion_matrix"], metrics["class_names"], run.plots_dir / "confusion_matrix.png")
     run.write_json(run.metrics_path, metrics)  # written last: its presence marks the run finished
     return RunResult(run, metrics, result.model)

@@ -1,0 +1,1 @@
+../kerasdl/edge/runner.py

@@ -1,0 +1,54 @@
+"""`kerasdl export RUN_DIR --format F`: write an edge/serving artifact, preprocessing.json and export.json."""
+
+from __future__ import annotations
+
+import argparse
+
+from kerasdl.commands import positive_int
+from kerasdl.export.formats import DEFAULT_LATENCY_RUNS, DEFAULT_REPRESENTATIVE_SAMPLES, FORMATS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export a run's model (SavedModel, TFLite fp32/fp16/dynamic/int8, ONNX) with a parity report"
+    )
+    parser.add_argument("run_dir", help="a run directory written by `kerasdl train`")
+    parser.add_argument("--format", required=True, choices=list(FORMATS), help="artifact format")
+    parser.add_argument("--out", help="output folder (default: export/artifacts/RUN_NAME/FORMAT)")
+    parser.add_argument(
+        "--representative-samples",
+        type=positive_int,
+        default=DEFAULT_REPRESENTATIVE_SAMPLES,
+        help=f"training samples that calibrate int8 quantization (default {DEFAULT_REPRESENTATIVE_SAMPLES})",
+    )
+    parser.add_argument(
+        "--latency-runs",
+        type=positive_int,
+        default=DEFAULT_LATENCY_RUNS,
+        help=f"timed single-sample calls in the runtime (default {DEFAULT_LATENCY_RUNS})",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kerasdl.export.exporter import export_run
+
+    result = export_run(
+        args.run_dir,
+        args.format,
+        args.out,
+        representative_samples=args.representative_samples,
+        latency_runs=args.latency_runs,
+    )
+    report, measured = result.report, result.report["parity"]
+    ops = {True: ", builtin ops only", False: ", NOT builtin ops only", None: ""}[report["builtin_ops_only"]]
+    print(f"{report['format']}: {result.artifact} ({report['bytes']:,} bytes{ops})")
+    print(
+        f"parity on {measured['samples']} test samples: max |logit diff| {measured['max_abs_diff']:.3g}, "
+        f"top-1 agreement {measured['top1_agreement']:.2%}, accuracy {measured['accuracy']:.4f} "
+        f"(Keras {measured['keras_accuracy']:.4f}); batch-1 latency {report['latency_ms_batch1']:.3f} ms"
+    )
+    if not report["targets"]["met"]:
+        print(f"warning: parity targets missed: {'; '.join(report['targets']['failures'])}")
+    print(f"report: {result.report_path}")
+    return 0

@@ -1,0 +1,56 @@
+"""`kerasdl tune MODEL --tuner random|grid|bayesian|hyperband`: Keras Tuner search, then retrain the best.
+
+Prints the table of trials and the retrained best model's test report; running the same command
+again resumes an interrupted search without re-running finished trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from kerasdl.commands import positive_int
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("tune", help="search a model's hyperparameters with Keras Tuner")
+    parser.add_argument("model", help="registered model name (see `kerasdl list`)")
+    parser.add_argument("--tuner", required=True, help="random, grid, bayesian or hyperband")
+    parser.add_argument("--max-trials", type=positive_int, default=10, help="trials at most (default 10)")
+    parser.add_argument("--epochs", type=positive_int, default=10, help="epochs per trial (Hyperband: at most)")
+    parser.add_argument("--data", help="data set name (default: the model's)")
+    parser.add_argument("--objective", default="val_accuracy", help="logged metric to optimize (default val_accuracy)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="output folder (default: runs/tune-MODEL-DATA-TUNER)")
+    parser.add_argument("--overwrite", action="store_true", help="start the search over instead of resuming it")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--no-jit", action="store_true", help="skip XLA compilation (starts faster on a CPU)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kerasdl.evaluation import format_table
+    from kerasdl.evaluation.report import format_report
+    from kerasdl.training import TrainConfig
+    from kerasdl.tuning import tune
+
+    config = TrainConfig(
+        model=args.model, data=args.data, epochs=args.epochs, seed=args.seed, jit_compile=not args.no_jit
+    )
+    result = tune(
+        config,
+        args.tuner,
+        max_trials=args.max_trials,
+        objective=args.objective,
+        out=args.out,
+        overwrite=args.overwrite,
+        verbose=0 if args.quiet else 1,
+    )
+    best = result.best
+    print(f"trials ({args.tuner} search, objective {best['objective']}):")
+    print(format_table(result.trials))
+    print(f"best trial {best['trial']}: {best['objective']} {best['score']:.4f} with {best['hyperparameters']}")
+    print(f"best configuration retrained into {result.best_run.path}:")
+    print(format_report(result.best_metrics))
+    written = ", ".join(str(result.out / name) for name in ("trials.csv", "trials.json", "best_hyperparameters.json"))
+    print(f"written: {written}")
+    return 0

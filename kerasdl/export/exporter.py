@@ -1,0 +1,223 @@
+"""Export a run to one format: the artifact, `preprocessing.json` beside it, and the `export.json` report.
+
+Every format starts from the same edge model (see edge_model) and is measured the same way: its logits on
+the test split against the original Keras model's, its test accuracy, its bytes, and the mean latency of
+a single-sample call in the runtime a device uses (the TF-free runner for .tflite and .onnx).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasdl.data import DataBundle, DatasetInfo, load
+from kerasdl.edge.runner import PREPROCESSING_FILE, EdgeModel, mean_latency_ms
+from kerasdl.evaluation.metrics import predict_logits
+from kerasdl.export.edge_model import edge_model
+from kerasdl.export.errors import ExportError
+from kerasdl.export.formats import DEFAULT_LATENCY_RUNS, DEFAULT_REPRESENTATIVE_SAMPLES, ExportFormat, export_format
+from kerasdl.export.onnx import onnx_op_counts, write_onnx
+from kerasdl.export.parity import parity
+from kerasdl.export.saved_model import OUTPUT_NAME, SIGNATURE, input_spec, saved_model_logits, write_saved_model
+from kerasdl.export.tflite import convert, op_counts, operators
+from kerasdl.registry import model_spec
+from kerasdl.training.run_dir import RunDirectory
+
+REPORT_FILE = "export.json"
+DEFAULT_ROOT = Path("export") / "artifacts"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the artifact went and what export.json says about it."""
+
+    artifact: Path
+    report: dict[str, Any]
+
+    @property
+    def report_path(self) -> Path:
+        return self.artifact.parent / REPORT_FILE
+
+
+def default_out(run_dir: Path, fmt: str) -> Path:
+    """export/artifacts/<run name>/<format>: one folder per format, so artifacts never overwrite each other."""
+    return DEFAULT_ROOT / run_dir.resolve().name / fmt
+
+
+def export_run(
+    run_dir: str | Path,
+    fmt: str,
+    out: str | Path | None = None,
+    *,
+    representative_samples: int = DEFAULT_REPRESENTATIVE_SAMPLES,
+    latency_runs: int = DEFAULT_LATENCY_RUNS,
+) -> ExportResult:
+    """Export a finished run's model.keras, measured on the test split of the data it trained on."""
+    export_format(fmt)  # an unknown name fails before anything loads
+    run = RunDirectory(run_dir)
+    model_path = run.require_model()
+    config = run.read_config()
+    spec = model_spec(config["model"])  # also imports the model modules, so custom layers deserialize
+    if spec.task != "classification":
+        raise ExportError(f"edge export handles classification models; {spec.name!r} is a {spec.task} model")
+    try:
+        model = keras.saving.load_model(model_path, safe_mode=True)
+    except (OSError, ValueError) as err:
+        raise ExportError(f"{model_path} cannot be loaded ({err})") from err
+    data = load(config["data"], validation_fraction=config["validation_fraction"], seed=config["seed"])
+    return export_model(
+        model,
+        data,
+        fmt,
+        Path(out) if out else default_out(run.path, fmt),
+        family=spec.family,
+        source={"run_dir": str(run.path.resolve()), "model": spec.name, "data": data.info.name},
+        representative_samples=representative_samples,
+        seed=config["seed"],
+        latency_runs=latency_runs,
+    )
+
+
+def export_model(
+    model: keras.Model,
+    data: DataBundle,
+    fmt: str,
+    out: Path,
+    *,
+    family: str = "",
+    source: dict[str, Any] | None = None,
+    representative_samples: int = DEFAULT_REPRESENTATIVE_SAMPLES,
+    seed: int = 0,
+    latency_runs: int = DEFAULT_LATENCY_RUNS,
+) -> ExportResult:
+    """Convert `model` to `fmt` in folder `out` and measure it against `model` on `data`'s test split."""
+    export = export_format(fmt)
+    signature_input = input_spec(model, data.info.input_shape)
+    edge = edge_model(model, data.info, family)
+    out.mkdir(parents=True, exist_ok=True)
+    artifact = out / export.artifact
+    _remove(artifact)
+    representative = None
+    if export.quantization == "int8":
+        representative = _representative_inputs(data, representative_samples, seed)
+    details = _write_artifact(edge, export, artifact, signature_input, representative)
+    (out / PREPROCESSING_FILE).write_text(json.dumps(preprocessing_spec(data.info, signature_input), indent=2) + "\n")
+
+    logits, io, runtime = _runtime(export, artifact, signature_input.name)
+    x, y = data.split("test")
+    measured = parity(predict_logits(model, x), logits(x), y)
+    failures = export.targets.failures(measured)
+    report = {
+        "format": export.name,
+        "description": export.description,
+        "artifact": artifact.name,
+        "bytes": _bytes(artifact),
+        **details,
+        "io": io,
+        "quantization": _quantization(export, representative),
+        "source": source or {"model": model.name, "data": data.info.name},
+        "parity": {"split": "test", **measured},
+        "targets": {**{k: v for k, v in asdict(export.targets).items() if v is not None}, "met": not failures,
+                    "failures": failures},
+        "latency_ms_batch1": round(mean_latency_ms(logits, x[:1], runs=latency_runs), 4),
+        "latency_runs": latency_runs,
+        "runtime": runtime,
+    }
+    (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    return ExportResult(artifact, report)
+
+
+def preprocessing_spec(info: DatasetInfo, signature_input: tf.TensorSpec) -> dict[str, Any]:
+    """What the runner needs to go from raw pixels to model inputs and from logits to class names."""
+    return {
+        "input": {
+            "kind": "image",
+            "name": signature_input.name,
+            "shape": list(info.input_shape),
+            "dtype": signature_input.dtype.name,
+            "scale": info.scale,
+            "offset": info.offset,
+            "pixel_max": info.pixel_max,
+        },
+        "output": "logits",
+        "class_names": list(info.class_names),
+        "data": info.name,
+    }
+
+
+def _write_artifact(
+    edge: keras.Model,
+    export: ExportFormat,
+    artifact: Path,
+    signature_input: tf.TensorSpec,
+    representative: np.ndarray | None,
+) -> dict[str, Any]:
+    """Write the artifact; the op report of formats that have one."""
+    if export.name == "savedmodel":
+        write_saved_model(edge, artifact, signature_input)
+        return {"builtin_ops_only": None}
+    if export.name == "onnx":
+        write_onnx(edge, artifact, signature_input)
+        ops, standard = onnx_op_counts(artifact)
+        return {"builtin_ops_only": standard, "ops": ops}
+    with tempfile.TemporaryDirectory() as tmp:
+        write_saved_model(edge, Path(tmp) / "saved_model", signature_input)
+        flatbuffer = convert(
+            Path(tmp) / "saved_model",
+            fmt=export.name,
+            quantization=export.quantization,
+            representative=representative,
+            layer_names=[layer.name for layer in edge.layers],
+        )
+    artifact.write_bytes(flatbuffer)
+    return {"builtin_ops_only": all(op.builtin for op in operators(flatbuffer)), "ops": op_counts(flatbuffer)}
+
+
+def _runtime(
+    export: ExportFormat, artifact: Path, input_name: str
+) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any], str]:
+    """`logits(batch)` as a device runs the artifact, its input/output description, and the runtime's name."""
+    if export.name == "savedmodel":
+        io = {"signature": SIGNATURE, "input": {"name": input_name}, "output": {"name": OUTPUT_NAME}}
+        return saved_model_logits(artifact, input_name), io, f"tensorflow {metadata.version('tensorflow')}"
+    runner = EdgeModel(artifact)
+    package = "ai-edge-litert" if export.is_tflite else "onnxruntime"
+    return runner.logits, runner.session.io, f"kerasdl runner, {package} {metadata.version(package)}"
+
+
+def _representative_inputs(data: DataBundle, samples: int, seed: int) -> np.ndarray:
+    """`samples` training inputs drawn without replacement (fixed by `seed`) to calibrate int8 ranges."""
+    if samples < 1:
+        raise ExportError(f"representative-samples must be >= 1, got {samples}")
+    x, _ = data.split("train")
+    return x[np.random.default_rng(seed).permutation(len(x))[:samples]]
+
+
+def _quantization(export: ExportFormat, representative: np.ndarray | None) -> dict[str, Any] | None:
+    if export.quantization is None:
+        return None
+    details: dict[str, Any] = {"mode": export.quantization}
+    if representative is not None:
+        details["representative_samples"] = int(len(representative))
+        details["representative_split"] = "train"
+    return details
+
+
+def _bytes(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
