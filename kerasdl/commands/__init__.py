@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Callable, TypeVar
 
 Number = TypeVar("Number", int, float)
@@ -27,3 +28,10 @@ positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
 positive_float = _checked(float, lambda v: v > 0, "a positive number")
 non_negative_float = _checked(float, lambda v: v >= 0, "a number >= 0")
 dropout_rate = _checked(float, lambda v: 0 <= v < 1, "a rate in [0, 1)")
+
+
+def progress_verbosity(quiet: bool) -> int:
+    """Keras verbosity: a live progress bar on a terminal, one line per epoch in a log file or pipe."""
+    if quiet:
+        return 0
+    return 1 if sys.stdout.isatty() else 2

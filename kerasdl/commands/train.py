@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from kerasdl.commands import dropout_rate, non_negative_float, positive_float, positive_int
+from kerasdl.commands import dropout_rate, non_negative_float, positive_float, positive_int, progress_verbosity
 
 MODEL_FLAGS = ("dropout", "l1", "l2", "batch_norm")  # builder keyword arguments
 
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         model_params={flag: getattr(args, flag) for flag in MODEL_FLAGS if getattr(args, flag) is not None},
         jit_compile=not args.no_jit,
     )
-    result = train(config, out=args.out, overwrite=args.overwrite, verbose=0 if args.quiet else "auto")
+    result = train(config, out=args.out, overwrite=args.overwrite, verbose=progress_verbosity(args.quiet))
     m = result.metrics
     print(
         f"{m['model']} on {m['data']} ({m['loop']} loop, {m['epochs']} epochs): "

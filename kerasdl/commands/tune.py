@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from kerasdl.commands import positive_int
+from kerasdl.commands import positive_int, progress_verbosity
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         objective=args.objective,
         out=args.out,
         overwrite=args.overwrite,
-        verbose=0 if args.quiet else 1,
+        verbose=progress_verbosity(args.quiet),
     )
     best = result.best
     print(f"trials ({args.tuner} search, objective {best['objective']}):")

@@ -110,7 +110,8 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
         optimizer=make_optimizer(config, steps_per_epoch),
         loss=make_loss(),
         metrics=["accuracy"],
-        steps_per_execution=config.steps_per_execution,
+        # Never more than an epoch: Keras's progress bar would count past the epoch's end.
+        steps_per_execution=min(config.steps_per_execution, steps_per_epoch),
         jit_compile=config.jit_compile,
     )
 
@@ -139,3 +140,16 @@ def standard_callbacks(ctx: LoopContext) -> list[keras.callbacks.Callback]:
         keras.callbacks.TensorBoard(log_dir=str(ctx.run.logs_dir), write_graph=False),
         *ctx.callbacks,
     ]
+
+
+def callback_list(ctx: LoopContext, model: keras.Model) -> keras.callbacks.CallbackList:
+    """The standard callbacks with a history and progress bar, for loops that call them by hand."""
+    return keras.callbacks.CallbackList(
+        standard_callbacks(ctx),
+        add_history=True,
+        add_progbar=ctx.verbose != 0,
+        model=model,
+        verbose=1 if ctx.verbose == "auto" else ctx.verbose,
+        epochs=ctx.config.epochs,
+        steps=ctx.steps_per_epoch,
+    )

@@ -24,7 +24,7 @@ from kerasdl.scratch.layers import BatchNormalization, Dense, Dropout, Layer
 from kerasdl.scratch.mlp import Sequential
 from kerasdl.scratch.optimizers import Adam, GradientDescent, Momentum, RMSProp
 from kerasdl.scratch.regularizers import L1L2
-from kerasdl.training.loops import LoopContext, LoopResult, compile_model, register_loop, standard_callbacks
+from kerasdl.training.loops import LoopContext, LoopResult, callback_list, compile_model, register_loop
 
 # The config's optimizer names, built exactly as `make_optimizer` builds the Keras ones.
 OPTIMIZERS = {"sgd": GradientDescent, "momentum": partial(Momentum, momentum=0.9), "rmsprop": RMSProp, "adam": Adam}
@@ -114,15 +114,7 @@ def numpy_loop(ctx: LoopContext) -> LoopResult:
         ctx.run.truncate_history(first_epoch)
         copy_to_keras(network, pairs)
 
-    callbacks = keras.callbacks.CallbackList(
-        standard_callbacks(ctx),
-        add_history=True,
-        add_progbar=ctx.verbose != 0,
-        model=model,
-        verbose=1 if ctx.verbose == "auto" else ctx.verbose,
-        epochs=config.epochs,
-        steps=ctx.steps_per_epoch,
-    )
+    callbacks = callback_list(ctx, model)
     x, y = ctx.data.split("train")
     validation = ctx.data.split("validation")
     model.stop_training = False

@@ -1,8 +1,8 @@
 """`--loop tape`: the training loop written out with `tf.GradientTape`, resumable with `tf.train.Checkpoint`.
 
-Forward, loss, gradients and `optimizer.apply_gradients` run in one XLA-compiled `tf.function`; an outer
-`tf.function` runs `steps_per_execution` of them per Python call, which is where the per-step overhead
-goes. It uses the same callbacks as `fit`, so both loops write the same history, checkpoints and logs.
+Forward, loss, gradients, `optimizer.apply_gradients` and the metric updates run in one XLA-compiled
+`tf.function`; an outer `tf.function` runs `steps_per_execution` of them per Python call, which is
+where the per-step overhead goes. It uses the same callbacks as `fit`, so both loops write the same history, checkpoints and logs.
 """
 
 from __future__ import annotations
@@ -12,14 +12,7 @@ import shutil
 import keras
 import tensorflow as tf
 
-from kerasdl.training.loops import (
-    LoopContext,
-    LoopResult,
-    compile_model,
-    make_loss,
-    register_loop,
-    standard_callbacks,
-)
+from kerasdl.training.loops import LoopContext, LoopResult, callback_list, compile_model, make_loss, register_loop
 
 
 @register_loop("tape")
@@ -48,15 +41,13 @@ def tape_loop(ctx: LoopContext) -> LoopResult:
             loss = loss_fn(y, logits) + tf.add_n([0.0, *model.losses])
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss, logits
+        train_loss.update_state(loss, sample_weight=tf.shape(y)[0])
+        train_accuracy.update_state(y, logits)
 
     @tf.function
     def train_steps(iterator, steps):
         for _ in tf.range(steps):
-            x, y = next(iterator)
-            loss, logits = train_step(x, y)
-            train_loss.update_state(loss, sample_weight=tf.shape(y)[0])
-            train_accuracy.update_state(y, logits)
+            train_step(*next(iterator))
 
     @tf.function(jit_compile=config.jit_compile)
     def eval_step(x, y):
@@ -64,15 +55,7 @@ def tape_loop(ctx: LoopContext) -> LoopResult:
         val_loss.update_state(loss_fn(y, logits), sample_weight=tf.shape(y)[0])
         val_accuracy.update_state(y, logits)
 
-    callbacks = keras.callbacks.CallbackList(
-        standard_callbacks(ctx),
-        add_history=True,
-        add_progbar=ctx.verbose != 0,
-        model=model,
-        verbose=1 if ctx.verbose == "auto" else ctx.verbose,
-        epochs=config.epochs,
-        steps=ctx.steps_per_epoch,
-    )
+    callbacks = callback_list(ctx, model)
     train = ctx.data.dataset("train", config.batch_size, shuffle_seed=config.seed)
     validation = ctx.data.dataset("validation", config.batch_size)
 
