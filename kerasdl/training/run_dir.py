@@ -7,7 +7,7 @@ import json
 import platform
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from kerasdl.errors import RunDirError
 from kerasdl.training.config import RESUME_KEYS
@@ -27,6 +27,15 @@ def library_versions() -> dict[str, str]:
         "keras": keras.__version__,
         "numpy": numpy.__version__,
     }
+
+
+def changed_settings(saved: dict[str, Any], wanted: dict[str, Any], keys: Iterable[str] | None = None) -> list[str]:
+    """`key: old -> new` for each of `keys` (default: all of `wanted`) that differs from the saved JSON.
+
+    Compares values as JSON holds them (tuples become lists), so a saved setting equals the one it came from.
+    """
+    wanted = json.loads(json.dumps(wanted))
+    return [f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in (keys or wanted) if saved.get(k) != wanted.get(k)]
 
 
 class RunDirectory:
@@ -51,19 +60,16 @@ class RunDirectory:
 
     def prepare(self, config: dict[str, Any], *, overwrite: bool = False) -> bool:
         """Create or reopen the directory for `config`; True when an interrupted run will resume."""
-        config = json.loads(json.dumps(config))  # as config.json holds it: tuples become lists
         if self.state == "finished" and not overwrite:
             raise RunDirError(f"{self.path} already holds a finished run; pass --overwrite or choose another --out")
         if overwrite and self.path.exists():
             shutil.rmtree(self.path)
         resuming = self.state == "interrupted"
         if resuming:
-            saved = self.read_config()
-            changed = [k for k in RESUME_KEYS if saved.get(k) != config.get(k)]
+            changed = changed_settings(self.read_config(), config, RESUME_KEYS)
             if changed:
-                diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in changed)
                 raise RunDirError(
-                    f"{self.path} holds an interrupted run with other settings ({diffs}); "
+                    f"{self.path} holds an interrupted run with other settings ({', '.join(changed)}); "
                     "resume with the same ones, pass --overwrite, or choose another --out"
                 )
         for folder in (self.path, self.plots_dir, self.checkpoints_dir):

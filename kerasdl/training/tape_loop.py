@@ -2,7 +2,8 @@
 
 Forward, loss, gradients, `optimizer.apply_gradients` and the metric updates run in one XLA-compiled
 `tf.function`; an outer `tf.function` runs `steps_per_execution` of them per Python call, which is
-where the per-step overhead goes. It uses the same callbacks as `fit`, so both loops write the same history, checkpoints and logs.
+where the per-step overhead goes. It uses the same callbacks as `fit`, so both loops write the same
+history, checkpoints and logs.
 """
 
 from __future__ import annotations

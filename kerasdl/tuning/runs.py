@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from kerasdl.training import RunDirectory, TrainConfig, train
+from kerasdl.training.run_dir import changed_settings
 from kerasdl.training.train import resolve
 
 
@@ -20,9 +20,7 @@ def train_once(
     """
     config = resolve(config)
     run = RunDirectory(out)
-    saved = run.read_config() if run.state != "new" else {}
-    wanted = json.loads(json.dumps(config.to_json()))  # tuples become lists, as in config.json
-    same = all(saved.get(key) == value for key, value in wanted.items())
+    same = run.state != "new" and not changed_settings(run.read_config(), config.to_json())
     if same and run.state == "finished" and not overwrite:
         return run, run.read_metrics()
     result = train(config, out=out, overwrite=overwrite or (run.state != "new" and not same), verbose=verbose)

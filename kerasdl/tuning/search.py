@@ -22,6 +22,7 @@ from kerasdl.errors import KerasdlError, RunDirError, UnknownNameError
 from kerasdl.evaluation.table import Row, save_table
 from kerasdl.registry import model_spec
 from kerasdl.training import RunDirectory, TrainConfig
+from kerasdl.training.run_dir import changed_settings
 from kerasdl.training.train import resolve
 from kerasdl.tuning.hypermodel import RegistryHyperModel
 from kerasdl.tuning.runs import train_once
@@ -147,12 +148,10 @@ def _claim(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
     """Record the search's settings in `tune.json`; resuming under other settings would mix two searches."""
     path = out / "tune.json"
     if path.exists() and not overwrite:
-        saved = json.loads(path.read_text())
-        changed = [key for key, value in settings.items() if saved.get(key) != value]
+        changed = changed_settings(json.loads(path.read_text()), settings)
         if changed:
-            diffs = ", ".join(f"{key}: {saved.get(key)!r} -> {settings[key]!r}" for key in changed)
             raise RunDirError(
-                f"{out} holds a search with other settings ({diffs}); "
+                f"{out} holds a search with other settings ({', '.join(changed)}); "
                 "run it with the same ones, pass --overwrite, or choose another --out"
             )
     out.mkdir(parents=True, exist_ok=True)
