@@ -20,7 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kerasdl.data import load
+from kerasdl.training.train import load_for
 from kerasdl.edge.runner import mean_latency_ms
 from kerasdl.export.exporter import export_run
 from kerasdl.export.formats import FORMATS
@@ -33,7 +33,7 @@ def keras_row(run: RunDirectory, runs: int) -> dict:
     """The baseline: the trained Keras model called eagerly on one sample."""
     config = run.read_config()
     model = keras.saving.load_model(run.model_path)
-    x, y = load(config["data"], validation_fraction=config["validation_fraction"], seed=config["seed"]).split("test")
+    x, y = load_for(config).split("test")
     logits = model.predict(x, batch_size=256, verbose=0)
     return {
         "format": "keras-fp32",

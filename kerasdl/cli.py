@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import pkgutil
 import sys
 
 from kerasdl import __version__, commands
 from kerasdl.errors import KerasdlError
+from kerasdl.quiet import quiet_libraries
 
 EXIT_USAGE = 2
 
@@ -26,6 +26,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kerasdl", description="Deep learning end to end in TensorFlow 2 / Keras 3.")
     parser.add_argument("--version", action="version", version=f"kerasdl {__version__}")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="leave TensorFlow's logging alone (start-up lines about CUDA, oneDNN, absl; put before COMMAND)",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     for module in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         importlib.import_module(f"{commands.__name__}.{module.name}").register(subparsers)
@@ -33,16 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides our output
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args) or 0
-    except KerasdlError as err:
-        print(f"kerasdl {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"kerasdl {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    # Commands check names and paths before they import TensorFlow; its start-up chatter would hide our output.
+    with quiet_libraries(enabled=not args.verbose):
+        try:
+            return args.run(args) or 0
+        except KerasdlError as err:
+            print(f"kerasdl {args.command}: error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print(f"kerasdl {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

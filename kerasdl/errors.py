@@ -8,9 +8,9 @@ class KerasdlError(Exception):
 class UnknownNameError(KerasdlError, KeyError):
     """A model, data set, loop or format name that is not registered."""
 
-    def __init__(self, kind: str, name: str, known: list[str]):
+    def __init__(self, kind: str, name: str, known: list[str], hint: str = ""):
         self.kind, self.name, self.known = kind, name, sorted(known)
-        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(self.known)}")
+        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(self.known)}" + (f" ({hint})" if hint else ""))
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return self.args[0]

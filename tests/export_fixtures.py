@@ -1,6 +1,6 @@
 """Session fixtures for the export and edge-runner tests (loaded with `pytest_plugins = ["export_fixtures"]`).
 
-Every registered model trains ONE tiny run (3 epochs on its default data set) and each format is exported
+Every registered model trains ONE tiny run (3 epochs on its default data set, photos at 32x32, no downloads) and each format is exported
 from it once, through the `kerasdl export` command; all tests share those artifacts. As a plugin this
 module is imported once, so both test files get the same session-scoped caches; test modules do not
 import it themselves (pytest could then no longer rewrite its asserts).
@@ -22,6 +22,7 @@ from kerasdl.cli import main
 from kerasdl.registry import model_spec
 
 LATENCY_RUNS = 20  # latency is a benchmark's job; here it only has to be measured
+EXPORT_IMAGE_SIZE = 32  # photo models train tiny runs at 32x32: export does not depend on the size
 
 
 @dataclass(frozen=True)
@@ -57,18 +58,23 @@ def trained_run(export_root) -> Callable[[str], TrainedRun]:
     """`trained_run(model_name)`: the model's tiny run, trained on first use and cached for the session."""
     import keras
 
-    from kerasdl.data import load
     from kerasdl.evaluation.metrics import predict_logits
+    from kerasdl.data import dataset_source
     from kerasdl.training import TrainConfig, train
+    from kerasdl.training.train import load_for
 
     cache: dict[str, TrainedRun] = {}
 
     def get(name: str) -> TrainedRun:
         if name not in cache:
             spec = model_spec(name)
-            config = TrainConfig(name, epochs=3, loop=spec.loops[0])
+            photos = dataset_source(spec.default_data).image_size is not None
+            config = TrainConfig(
+                name, epochs=3, loop=spec.loops[0], model_params=spec.offline_params,
+                image_size=EXPORT_IMAGE_SIZE if photos else None,
+            )
             result = train(config, out=export_root / "runs" / name, verbose=0)
-            data = load(result.metrics["data"], seed=config.seed, validation_fraction=config.validation_fraction)
+            data = load_for(config, result.metrics["data"])
             x, y = data.split("test")
             model = keras.saving.load_model(result.run.model_path)
             raw = np.round((x - data.info.offset) / data.info.scale)  # back to the pixels the data set stores

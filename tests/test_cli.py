@@ -36,7 +36,10 @@ def test_list_json_has_models_and_data_sets(capsys):
         (("train", "resnet"), "kerasdl train: error: unknown model 'resnet'; known:"),
         (("train", "mlp", "--epochs", "0"), "argument --epochs: expected a positive integer, got 0"),
         (("train", "mlp", "--batch-size", "many"), "argument --batch-size: expected a positive integer, got 'many'"),
-        (("train", "mlp", "--data", "imagenet"), "unknown data set 'imagenet'; known: digits, mnist"),
+        (
+            ("train", "mlp", "--data", "imagenet"),
+            "unknown data set 'imagenet'; known: cats-vs-dogs, cifar10, digits, mnist (or a folder",
+        ),
         (("evaluate", "no/such/run"), "kerasdl evaluate: error: run directory no/such/run does not exist"),
         (("frobnicate",), "invalid choice: 'frobnicate'"),
     ],

@@ -15,7 +15,8 @@ from kerasdl.errors import DataError, KerasdlError, UnknownNameError
 
 
 def test_unknown_name_lists_known_ones():
-    with pytest.raises(UnknownNameError, match="unknown data set 'nope'; known: digits, mnist"):
+    known = r"known: cats-vs-dogs, cifar10, digits, mnist \(or a folder of images"
+    with pytest.raises(UnknownNameError, match=f"unknown data set 'nope'; {known}"):
         data.load("nope")
 
 

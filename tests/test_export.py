@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from kerasdl.cli import main
-from kerasdl.data import DataBundle, DatasetInfo
+from kerasdl.data import ArrayBundle, DatasetInfo
 from kerasdl.errors import UnknownNameError
 from kerasdl.export.edge_model import register_edge_adapter
 from kerasdl.export.errors import NonBuiltinOpsError
@@ -114,14 +114,14 @@ class RunningProduct(keras.layers.Layer):
         return keras.ops.cumprod(x, axis=-1)
 
 
-def sequence_data(shape: tuple[int, ...]) -> DataBundle:
-    """Random sequences in a DataBundle, as a recurrent model would see them."""
+def sequence_data(shape: tuple[int, ...]) -> ArrayBundle:
+    """Random sequences in an ArrayBundle, as a recurrent model would see them."""
     rng = np.random.default_rng(0)
     arrays = {
         split: (rng.normal(size=(32, *shape)).astype(np.float32), rng.integers(0, 2, 32).astype(np.int32))
         for split in ("train", "validation", "test")
     }
-    return DataBundle(DatasetInfo("sequences", shape, 2, ("a", "b")), arrays)
+    return ArrayBundle(DatasetInfo("sequences", shape, 2, ("a", "b")), arrays)
 
 
 def small_model(inputs: keras.KerasTensor, features: keras.KerasTensor) -> keras.Model:

@@ -25,6 +25,7 @@ def _checked(convert: Callable[[str], Number], accept: Callable[[Number], bool],
 
 
 positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _checked(float, lambda v: v > 0, "a positive number")
 non_negative_float = _checked(float, lambda v: v >= 0, "a number >= 0")
 dropout_rate = _checked(float, lambda v: 0 <= v < 1, "a rate in [0, 1)")
@@ -35,3 +36,60 @@ def progress_verbosity(quiet: bool) -> int:
     if quiet:
         return 0
     return 1 if sys.stdout.isatty() else 2
+
+
+# --- Checks that run before TensorFlow is imported -----------------------------------------------------------
+# A wrong model name, data set or run directory is reported at once instead of after TensorFlow's start-up
+# (seconds). They give the same one-line errors as the slow paths they run ahead of, which still check too
+# (tests/test_cli_startup.py compares the two).
+
+FOLDER_HINT = "or a folder of images with one sub-folder per class"  # as kerasdl.data.bundle says it
+
+
+def dataset_names() -> list[str]:
+    """Registered data set names, read from `kerasdl/data`'s source (see `kerasdl.registry.source_names`)."""
+    from kerasdl.registry import source_names
+
+    if "kerasdl.data" not in sys.modules:
+        names = source_names("kerasdl.data", "register_dataset")
+        if names is not None:
+            return names
+    from kerasdl.data import dataset_sources
+
+    return [source.name for source in dataset_sources()]
+
+
+def check_model(name: str) -> None:
+    """UnknownNameError unless `name` is a registered model."""
+    from kerasdl.errors import UnknownNameError
+    from kerasdl.registry import model_names
+
+    known = model_names()
+    if name not in known:
+        raise UnknownNameError("model", name, known)
+
+
+def check_data(name: str | None) -> None:
+    """UnknownNameError unless `name` (None: the model's default) is a registered data set or a folder."""
+    from pathlib import Path
+
+    from kerasdl.errors import UnknownNameError
+
+    if name is None or Path(name).expanduser().is_dir():
+        return
+    known = dataset_names()
+    if name not in known:
+        raise UnknownNameError("data set", name, known, FOLDER_HINT)
+
+
+def check_run_dir(path: str) -> None:
+    """RunDirError unless `path` holds a finished run; `RunDirectory.require_model` without its imports
+    (kerasdl.training imports TensorFlow), with its messages."""
+    from pathlib import Path
+
+    from kerasdl.errors import RunDirError
+
+    if not Path(path).is_dir():
+        raise RunDirError(f"run directory {Path(path)} does not exist")
+    if not (Path(path) / "model.keras").exists():
+        raise RunDirError(f"{Path(path)} has no model.keras (not a finished kerasdl run directory)")

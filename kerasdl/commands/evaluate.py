@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from kerasdl.commands import check_data, check_run_dir
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="evaluate a finished run directory on a test split")
@@ -13,6 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_run_dir(args.run_dir)  # before TensorFlow is imported
+    check_data(args.data)
     from kerasdl.evaluation.report import evaluate_run, format_report
 
     metrics, run_dir = evaluate_run(args.run_dir, args.data)

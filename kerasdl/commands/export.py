@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kerasdl.commands import positive_int
+from kerasdl.commands import check_run_dir, positive_int
 from kerasdl.export.formats import DEFAULT_LATENCY_RUNS, DEFAULT_REPRESENTATIVE_SAMPLES, FORMATS
 
 
@@ -31,15 +31,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_run_dir(args.run_dir)  # before TensorFlow is imported
     from kerasdl.export.exporter import export_run
+    from kerasdl.quiet import filtered_stderr
 
-    result = export_run(
-        args.run_dir,
-        args.format,
-        args.out,
-        representative_samples=args.representative_samples,
-        latency_runs=args.latency_runs,
-    )
+    # The TFLite converter and LiteRT print lines of their own (kerasdl.quiet.NOISE); --verbose keeps them.
+    with filtered_stderr(enabled=not getattr(args, "verbose", False)):
+        result = export_run(
+            args.run_dir,
+            args.format,
+            args.out,
+            representative_samples=args.representative_samples,
+            latency_runs=args.latency_runs,
+        )
     report, measured = result.report, result.report["parity"]
     ops = {True: ", builtin ops only", False: ", NOT builtin ops only", None: ""}[report["builtin_ops_only"]]
     print(f"{report['format']}: {result.artifact} ({report['bytes']:,} bytes{ops})")

@@ -18,9 +18,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from kerasdl.edge.runner import RunnerError, infer
     from kerasdl.errors import KerasdlError
+    from kerasdl.quiet import filtered_stderr
 
     try:
-        print(infer(args))
+        # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" (kerasdl.quiet.NOISE); --verbose keeps it.
+        with filtered_stderr(enabled=not getattr(args, "verbose", False)):
+            result = infer(args)
+        print(result)
     except RunnerError as err:
         raise KerasdlError(str(err)) from err
     return 0

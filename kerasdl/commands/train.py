@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import argparse
 
-from kerasdl.commands import dropout_rate, non_negative_float, positive_float, positive_int, progress_verbosity
+from kerasdl.commands import (
+    dropout_rate,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    progress_verbosity,
+)
 
-MODEL_FLAGS = ("dropout", "l1", "l2", "batch_norm")  # builder keyword arguments
+MODEL_FLAGS = ("dropout", "l1", "l2", "batch_norm", "weights", "fine_tune_layers")  # builder keyword arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a registered model and write a run directory")
     parser.add_argument("model", help="registered model name (see `kerasdl list`)")
-    parser.add_argument("--data", help="data set name (default: the model's)")
+    parser.add_argument(
+        "--data", help="data set name, or a folder of images with one sub-folder per class (default: the model's)"
+    )
     parser.add_argument("--epochs", type=positive_int, default=10)
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--loop", help="fit (model.fit), tape (GradientTape loop)...; default: the model's first")
@@ -25,7 +34,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="run directory (default: runs/MODEL-DATA-LOOP)")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--no-jit", action="store_true", help="skip XLA compilation (starts faster on a CPU)")
+    parser.add_argument("--no-jit", action="store_true", help="skip XLA compilation (default: XLA for models it speeds up)")
+    images = parser.add_argument_group("image data")
+    images.add_argument("--image-size", type=positive_int, help="resize images to N x N (default: the data set's)")
+    images.add_argument(
+        "--no-augment", dest="augment", action="store_false", help="no training augmentation (flip, rotation, ...)"
+    )
+    transfer = parser.add_argument_group("transfer learning (passed to the model's builder)")
+    transfer.add_argument("--weights", help="backbone weights: imagenet, none, or a saved backbone (.keras / .weights.h5)")
+    transfer.add_argument(
+        "--fine-tune-layers", type=non_negative_int, help="unfreeze the backbone's top N layers (0: feature extraction)"
+    )
     optimization = parser.add_argument_group("optimization")
     optimization.add_argument("--optimizer", default="adam", help="sgd, momentum (SGD, 0.9), rmsprop or adam")
     optimization.add_argument("--learning-rate", type=positive_float, default=1e-3)
@@ -45,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kerasdl.commands import check_data, check_model
+
+    check_model(args.model)  # before TensorFlow is imported: a typo is reported at once
+    check_data(args.data)
+
     from kerasdl.evaluation.report import format_report
     from kerasdl.training import TrainConfig, train
 
@@ -60,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
         lr_schedule=args.lr_schedule,
         clipnorm=args.clipnorm,
         patience=args.patience,
+        image_size=args.image_size,
+        augment=args.augment,
         model_params={flag: getattr(args, flag) for flag in MODEL_FLAGS if getattr(args, flag) is not None},
-        jit_compile=not args.no_jit,
+        jit_compile=False if args.no_jit else None,
     )
     result = train(config, out=args.out, overwrite=args.overwrite, verbose=progress_verbosity(args.quiet))
     m = result.metrics

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from kerasdl.commands import positive_int, progress_verbosity
+from kerasdl.commands import check_data, check_model, positive_int, progress_verbosity
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,18 +23,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="output folder (default: runs/tune-MODEL-DATA-TUNER)")
     parser.add_argument("--overwrite", action="store_true", help="start the search over instead of resuming it")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--no-jit", action="store_true", help="skip XLA compilation (starts faster on a CPU)")
+    parser.add_argument("--no-jit", action="store_true", help="skip XLA compilation (default: XLA for models it speeds up)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_model(args.model)  # before TensorFlow is imported
+    check_data(args.data)
     from kerasdl.evaluation import format_table
     from kerasdl.evaluation.report import format_report
     from kerasdl.training import TrainConfig
     from kerasdl.tuning import tune
 
     config = TrainConfig(
-        model=args.model, data=args.data, epochs=args.epochs, seed=args.seed, jit_compile=not args.no_jit
+        model=args.model, data=args.data, epochs=args.epochs, seed=args.seed, jit_compile=False if args.no_jit else None
     )
     result = tune(
         config,

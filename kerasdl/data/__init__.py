@@ -1,17 +1,29 @@
 """Data sets: one registry, one API (`load(name) -> DataBundle` with a tf.data.Dataset per split and info)."""
 
-from kerasdl.data import digits, mnist  # noqa: F401  (registers the sources)
-from kerasdl.data.base import DatasetInfo, RawSplits, data_root, dataset_source, dataset_sources, register_dataset
-from kerasdl.data.bundle import SPLITS, DataBundle, load
+from kerasdl.data import cats_vs_dogs, cifar10, digits, mnist  # noqa: F401  (registers the sources)
+from kerasdl.data.base import (
+    DatasetInfo,
+    ImageFiles,
+    RawSplits,
+    data_root,
+    dataset_source,
+    dataset_sources,
+    register_dataset,
+)
+from kerasdl.data.bundle import SPLITS, ArrayBundle, DataBundle, ImageBundle, is_folder, load
 
 __all__ = [
     "SPLITS",
+    "ArrayBundle",
     "DataBundle",
     "DatasetInfo",
+    "ImageBundle",
+    "ImageFiles",
     "RawSplits",
     "data_root",
     "dataset_source",
     "dataset_sources",
+    "is_folder",
     "load",
     "register_dataset",
 ]

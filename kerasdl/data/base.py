@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Union
 
 import numpy as np
 
@@ -30,6 +30,18 @@ class RawSplits:
 
 
 @dataclass(frozen=True)
+class ImageFiles:
+    """What a photo source returns: image files (JPEG/PNG/GIF/BMP, any size) and labels per split.
+
+    Decoding, resizing and augmentation happen in the tf.data pipeline, so no split is held decoded.
+    """
+
+    train: tuple[list[str], np.ndarray]
+    test: tuple[list[str], np.ndarray]
+    class_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     """What models, exporters and runners need to know about a data set."""
 
@@ -43,9 +55,13 @@ class DatasetInfo:
     scale: float = 1.0
     offset: float = 0.0
     pixel_max: float = 255.0
+    augmentation: str = "none"  # the training augmentation that suits the data ("photo" or "none")
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+Loader = Callable[[Path], Union[RawSplits, ImageFiles]]
 
 
 @dataclass(frozen=True)
@@ -53,20 +69,30 @@ class DatasetSource:
     """A registered data set: how to load it and what it is."""
 
     name: str
-    load: Callable[[Path], RawSplits]
+    load: Loader
     description: str
     class_names: tuple[str, ...]
     max_value: float  # largest raw pixel value, used to scale inputs to [-1, 1]
+    augmentation: str = "none"
+    image_size: int | None = None  # photo sets: default side length images are resized to
 
 
 _SOURCES: dict[str, DatasetSource] = {}
 
 
-def register_dataset(name: str, *, description: str, class_names: tuple[str, ...], max_value: float):
-    """Decorator: register `load(data_dir) -> RawSplits` under `name`."""
+def register_dataset(
+    name: str,
+    *,
+    description: str,
+    class_names: tuple[str, ...],
+    max_value: float,
+    augmentation: str = "none",
+    image_size: int | None = None,
+):
+    """Decorator: register `load(data_dir) -> RawSplits | ImageFiles` under `name`."""
 
-    def decorate(load: Callable[[Path], RawSplits]) -> Callable[[Path], RawSplits]:
-        _SOURCES[name] = DatasetSource(name, load, description, class_names, max_value)
+    def decorate(load: Loader) -> Loader:
+        _SOURCES[name] = DatasetSource(name, load, description, class_names, max_value, augmentation, image_size)
         return load
 
     return decorate

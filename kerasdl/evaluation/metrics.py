@@ -27,8 +27,9 @@ from sklearn.metrics import (
 TOP_K = (3, 5)  # reported only with more than 5 classes; with fewer, top-5 is always 1
 
 
-def predict_logits(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+def predict_logits(model: keras.Model, x: Any, batch_size: int = 256) -> np.ndarray:
+    """The model's outputs for an array of inputs or a batched tf.data.Dataset of (inputs, labels)."""
+    return np.asarray(model.predict(x, batch_size=None if hasattr(x, "element_spec") else batch_size, verbose=0))
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:

@@ -11,14 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
-from kerasdl.data import DataBundle, load
+from kerasdl.data import DataBundle
 from kerasdl.errors import KerasdlError
 from kerasdl.evaluation.metrics import TOP_K, classification_metrics, predict_logits, probabilities
 from kerasdl.evaluation.plots import plot_confusion_matrix, plot_roc_curves
 from kerasdl.evaluation.table import format_table
+from kerasdl.registry import model_spec
 from kerasdl.training.run_dir import RunDirectory
+from kerasdl.training.train import load_for
 
+PREDICT_BATCH = 256
+VISION_SAMPLES = 200  # test images the misclassified grid and Grad-CAM choose from
 MAX_PRINTED_MATRIX = 20  # classes; a larger confusion matrix is only in metrics.json and the plot
 
 
@@ -34,14 +39,29 @@ def evaluate_model(
         raise KerasdlError(
             f"model expects inputs of shape {expected} but data set {data.info.name!r} gives {data.info.input_shape}"
         )
-    x, y = data.split("test")
-    logits = predict_logits(model, x)
+    y = data.labels("test")
+    logits = predict_logits(model, data.dataset("test", PREDICT_BATCH))
     metrics = {"data": data.info.name, **classification_metrics(y, logits, data.info.class_names)}
     if plots_dir is not None:
         names = metrics["class_names"]
         plot_confusion_matrix(metrics["confusion_matrix"], names, plots_dir / f"confusion_matrix{plot_suffix}.png")
         plot_roc_curves(y, probabilities(logits), names, plots_dir / f"roc_curve{plot_suffix}.png")
+        if len(data.info.input_shape) == 3:  # images: show what the model gets wrong and where it looks
+            _vision_plots(model, data, y, logits, plots_dir, plot_suffix)
     return metrics
+
+
+def _vision_plots(model, data: DataBundle, y, logits, plots_dir: Path, suffix: str) -> None:
+    """Misclassified test images, first-layer filters and Grad-CAM, on the first test images."""
+    from kerasdl.evaluation.vision import write_vision_plots
+
+    inputs = data.take("test", VISION_SAMPLES)
+    pixels = (inputs - data.info.offset) / data.info.scale / data.info.pixel_max  # back to [0, 1] for display
+    count = len(inputs)
+    write_vision_plots(
+        model, np.clip(pixels, 0.0, 1.0), inputs, y[:count], logits[:count], list(data.info.class_names), plots_dir,
+        suffix,
+    )
 
 
 def evaluate_run(run_dir: str, data_name: str | None = None) -> tuple[dict[str, Any], RunDirectory]:
@@ -49,8 +69,9 @@ def evaluate_run(run_dir: str, data_name: str | None = None) -> tuple[dict[str, 
     run = RunDirectory(run_dir)
     model_path = run.require_model()
     config = run.read_config()
+    model_spec(config["model"])  # imports the model modules, so our layers deserialize
     model = keras.saving.load_model(model_path, safe_mode=True)
-    data = load(data_name or config["data"], validation_fraction=config["validation_fraction"], seed=config["seed"])
+    data = load_for(config, data_name)
     metrics = evaluate_model(model, data, run.plots_dir, plot_suffix=f"_{data.info.name}")
     run.write_json(run.path / f"evaluation_{data.info.name}.json", metrics)
     return metrics, run

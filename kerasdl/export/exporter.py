@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasdl.data import DataBundle, DatasetInfo, load
+from kerasdl.data import DataBundle, DatasetInfo
 from kerasdl.edge.runner import PREPROCESSING_FILE, EdgeModel, mean_latency_ms
 from kerasdl.evaluation.metrics import predict_logits
 from kerasdl.export.edge_model import edge_model
@@ -31,8 +31,10 @@ from kerasdl.export.saved_model import OUTPUT_NAME, SIGNATURE, input_spec, saved
 from kerasdl.export.tflite import convert, op_counts, operators
 from kerasdl.registry import model_spec
 from kerasdl.training.run_dir import RunDirectory
+from kerasdl.training.train import load_for
 
 REPORT_FILE = "export.json"
+PARITY_BATCH = 256
 DEFAULT_ROOT = Path("export") / "artifacts"
 
 
@@ -73,7 +75,7 @@ def export_run(
         model = keras.saving.load_model(model_path, safe_mode=True)
     except (OSError, ValueError) as err:
         raise ExportError(f"{model_path} cannot be loaded ({err})") from err
-    data = load(config["data"], validation_fraction=config["validation_fraction"], seed=config["seed"])
+    data = load_for(config)
     return export_model(
         model,
         data,
@@ -113,8 +115,11 @@ def export_model(
     (out / PREPROCESSING_FILE).write_text(json.dumps(preprocessing_spec(data.info, signature_input), indent=2) + "\n")
 
     logits, io, runtime = _runtime(export, artifact, signature_input.name)
-    x, y = data.split("test")
-    measured = parity(predict_logits(model, x), logits(x), y)
+    reference, outputs = [], []
+    for x in data.batches("test", PARITY_BATCH):  # a batch at a time: a split of photos is never held whole
+        reference.append(predict_logits(model, x))
+        outputs.append(logits(x))
+    measured = parity(np.concatenate(reference), np.concatenate(outputs), data.labels("test"))
     failures = export.targets.failures(measured)
     report = {
         "format": export.name,
@@ -128,7 +133,7 @@ def export_model(
         "parity": {"split": "test", **measured},
         "targets": {**{k: v for k, v in asdict(export.targets).items() if v is not None}, "met": not failures,
                     "failures": failures},
-        "latency_ms_batch1": round(mean_latency_ms(logits, x[:1], runs=latency_runs), 4),
+        "latency_ms_batch1": round(mean_latency_ms(logits, data.take("test", 1), runs=latency_runs), 4),
         "latency_runs": latency_runs,
         "runtime": runtime,
     }
@@ -198,8 +203,7 @@ def _representative_inputs(data: DataBundle, samples: int, seed: int) -> np.ndar
     """`samples` training inputs drawn without replacement (fixed by `seed`) to calibrate int8 ranges."""
     if samples < 1:
         raise ExportError(f"representative-samples must be >= 1, got {samples}")
-    x, _ = data.split("train")
-    return x[np.random.default_rng(seed).permutation(len(x))[:samples]]
+    return data.take("train", samples, seed=seed)
 
 
 def _quantization(export: ExportFormat, representative: np.ndarray | None) -> dict[str, Any] | None:

@@ -8,7 +8,9 @@ from typing import Any
 from kerasdl.errors import KerasdlError
 
 # A run may resume only under the same values of these; epochs or learning rate may change.
-RESUME_KEYS = ("model", "data", "loop", "batch_size", "seed", "validation_fraction", "model_params")
+RESUME_KEYS = (
+    "model", "data", "loop", "batch_size", "seed", "validation_fraction", "image_size", "augment", "model_params"
+)
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 LR_SCHEDULES = ("constant", "cosine", "exponential")
 
@@ -29,16 +31,20 @@ class TrainConfig:
     clipnorm: float | None = None  # clip each gradient tensor to this L2 norm
     validation_fraction: float = 0.1
     patience: int = 5  # early stopping on val_loss, best weights restored
+    image_size: int | None = None  # image data sets: resize to image_size x image_size (None: the set's default)
+    augment: bool = True  # the data set's training augmentation (photos: flip, rotation, zoom, jitter), if any
     # Builder keyword arguments: dropout, l1, l2, batch_norm, units... (what the model's builder takes).
     model_params: dict[str, Any] = field(default_factory=dict)
     # Speed knobs that do not change what is computed: steps per tf.function call and XLA compilation.
     steps_per_execution: int = 32
-    jit_compile: bool = True
+    jit_compile: bool | None = None  # None: the model's default (registry), XLA where it measured faster
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience", "steps_per_execution"):
             if getattr(self, name) < 1:
                 raise KerasdlError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.image_size is not None and self.image_size < 8:
+            raise KerasdlError(f"image-size must be >= 8, got {self.image_size}")
         if not self.learning_rate > 0:
             raise KerasdlError(f"learning-rate must be > 0, got {self.learning_rate}")
         if self.optimizer not in OPTIMIZERS:

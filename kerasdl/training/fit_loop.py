@@ -16,8 +16,8 @@ def fit_loop(ctx: LoopContext) -> LoopResult:
     backup_dir = ctx.run.checkpoints_dir / "backup"
     if ctx.resuming:
         ctx.run.truncate_history(_backed_up_epochs(backup_dir))
-    train = ctx.data.dataset("train", ctx.config.batch_size, shuffle_seed=ctx.config.seed)
-    validation = ctx.data.dataset("validation", ctx.config.batch_size)
+    train = ctx.train_dataset()
+    validation = ctx.validation_dataset()
     history = model.fit(
         train,
         validation_data=validation,

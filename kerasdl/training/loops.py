@@ -51,6 +51,15 @@ class LoopContext:
     def steps_per_epoch(self) -> int:
         return steps_per_epoch(self.data.info, self.config)
 
+    def train_dataset(self):
+        """Training batches: reshuffled each epoch (seeded), augmented when the data set and config say so."""
+        return self.data.dataset(
+            "train", self.config.batch_size, shuffle_seed=self.config.seed, augment=self.config.augment
+        )
+
+    def validation_dataset(self):
+        return self.data.dataset("validation", self.config.batch_size)
+
 
 @dataclass(frozen=True)
 class LoopResult:

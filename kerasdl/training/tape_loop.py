@@ -57,8 +57,8 @@ def tape_loop(ctx: LoopContext) -> LoopResult:
         val_accuracy.update_state(y, logits)
 
     callbacks = callback_list(ctx, model)
-    train = ctx.data.dataset("train", config.batch_size, shuffle_seed=config.seed)
-    validation = ctx.data.dataset("validation", config.batch_size)
+    train = ctx.train_dataset()
+    validation = ctx.validation_dataset()
 
     model.stop_training = False
     first_epoch = int(epoch)

@@ -10,7 +10,7 @@ from typing import Any
 
 import keras
 
-from kerasdl.data import load
+from kerasdl.data import DataBundle, is_folder, load
 from kerasdl.errors import KerasdlError
 from kerasdl.registry import model_spec
 from kerasdl.training.config import TrainConfig
@@ -26,13 +26,29 @@ class RunResult:
 
 
 def default_run_dir(config: TrainConfig) -> Path:
-    return Path("runs") / f"{config.model}-{config.data}-{config.loop}"
+    data = Path(config.data).name if is_folder(config.data) else config.data  # a folder: its own name
+    return Path("runs") / f"{config.model}-{data}-{config.loop}"
+
+
+def load_for(config: TrainConfig | dict[str, Any], data: str | None = None) -> DataBundle:
+    """The data a run trains on (or `data` instead), split and sized as in its config (config.json too)."""
+    values = config.to_json() if isinstance(config, TrainConfig) else config
+    return load(
+        data or values["data"],
+        validation_fraction=values["validation_fraction"],
+        seed=values["seed"],
+        image_size=values.get("image_size"),
+    )
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
-    """`config` with the model's default data set and loop filled in, as `train` saves it in config.json."""
+    """`config` with the model's default data set, loop and XLA setting filled in, as config.json saves it."""
     spec = model_spec(config.model)
-    return dataclasses.replace(config, data=config.data or spec.default_data, loop=config.loop or spec.loops[0])
+    data = config.data or spec.default_data
+    if is_folder(data):  # saved absolute, so evaluate and export find it from any folder
+        data = str(Path(data).expanduser().resolve())
+    jit_compile = spec.jit_compile if config.jit_compile is None else config.jit_compile
+    return dataclasses.replace(config, data=data, loop=config.loop or spec.loops[0], jit_compile=jit_compile)
 
 
 def train(
@@ -52,7 +68,7 @@ def train(
     if config.loop not in spec.loops:
         raise KerasdlError(f"model {spec.name!r} trains with --loop {' or '.join(spec.loops)}, not {config.loop!r}")
     loop = get_loop(config.loop)
-    data = load(config.data, validation_fraction=config.validation_fraction, seed=config.seed)
+    data = load_for(config)
     run = RunDirectory(out or default_run_dir(config))
     resuming = run.prepare({**config.to_json(), "dataset": data.info.to_json()}, overwrite=overwrite)
 

@@ -63,7 +63,7 @@ class RegistryHyperModel(keras_tuner.HyperModel):
         ]
         started = time.perf_counter()
         history = model.fit(
-            self.data.dataset("train", config.batch_size, shuffle_seed=config.seed),
+            self.data.dataset("train", config.batch_size, shuffle_seed=config.seed, augment=config.augment),
             validation_data=self.data.dataset("validation", config.batch_size),
             shuffle=False,
             callbacks=callbacks,
@@ -79,8 +79,8 @@ class RegistryHyperModel(keras_tuner.HyperModel):
         This also builds the search space's defaults, so a bad space fails here, before any trial.
         """
         model = self._compiled(dataclasses.replace(self.config(keras_tuner.HyperParameters()), jit_compile=False))
-        x, y = self.data.split("validation")
-        logs = model.evaluate(x[:2], y[:2], return_dict=True, verbose=0)
+        x, y = self.data.take("validation", 2), self.data.labels("validation")[:2]
+        logs = model.evaluate(x, y, return_dict=True, verbose=0)
         return {*logs, *(f"val_{name}" for name in logs)}
 
     def _compiled(self, config: TrainConfig) -> keras.Model:

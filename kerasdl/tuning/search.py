@@ -17,13 +17,12 @@ from typing import Any
 import keras
 import keras_tuner
 
-from kerasdl.data import load
 from kerasdl.errors import KerasdlError, RunDirError, UnknownNameError
 from kerasdl.evaluation.table import Row, save_table
 from kerasdl.registry import model_spec
 from kerasdl.training import RunDirectory, TrainConfig
 from kerasdl.training.run_dir import changed_settings
-from kerasdl.training.train import resolve
+from kerasdl.training.train import load_for, resolve
 from kerasdl.tuning.hypermodel import RegistryHyperModel
 from kerasdl.tuning.runs import train_once
 
@@ -73,7 +72,7 @@ def tune(
         raise UnknownNameError("tuner", tuner, list(TUNERS))
     config = resolve(config)
     spec = model_spec(config.model)
-    data = load(config.data, validation_fraction=config.validation_fraction, seed=config.seed)
+    data = load_for(config)
     hypermodel = RegistryHyperModel(spec, data, config)
     logged = hypermodel.logged_metrics()
     if objective not in logged:

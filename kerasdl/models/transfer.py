@@ -1,0 +1,156 @@
+"""Transfer learning: a `keras.applications` backbone with a new classification head.
+
+The lesson's two regimes: feature extraction (`fine_tune_layers=0`: the backbone is frozen, only the head
+trains) and fine-tuning (its top N layers train too, with a lower learning rate; BatchNorm layers stay
+frozen and in inference mode, so a small data set cannot wreck their statistics). `weights` is where the
+backbone's starting point comes from: "imagenet" (downloaded by Keras), "none" (random), or a file: a
+saved backbone (`.keras`, or a run's `model.keras` whose backbone is reused) or its `.weights.h5`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import keras
+
+from kerasdl.data import DatasetInfo
+from kerasdl.errors import KerasdlError
+from kerasdl.layers import ImageNetInput
+from kerasdl.registry import register_model
+
+if TYPE_CHECKING:
+    import keras_tuner
+
+LESSON = "Stage 3: Transfer learning (pretrained ResNet / EfficientNet / MobileNet, feature extraction, fine-tuning)"
+BACKBONE = "backbone"  # the nested backbone model's name: Grad-CAM and weight reuse find it by this name
+WEIGHT_CHOICES = "imagenet (needs a network), none (random initialization) or FILE (.keras or .weights.h5)"
+OFFLINE = {"weights": "none"}
+
+
+def backbone(
+    application: Callable[..., keras.Model], input_shape: tuple[int, ...], weights: str, **options: Any
+) -> keras.Model:
+    """The application without its ImageNet head, named "backbone", with weights from `weights`."""
+    build = lambda w: application(  # noqa: E731
+        include_top=False, weights=w, input_shape=input_shape, name=BACKBONE, **options
+    )
+    if weights == "none":
+        return build(None)
+    if weights == "imagenet":
+        try:
+            return build("imagenet")
+        except Exception as err:  # no network, a proxy, a half-written cache: the user's remedy is the same
+            raise KerasdlError(
+                f"ImageNet weights could not be downloaded ({type(err).__name__}: {str(err).splitlines()[0]}); "
+                f"--weights takes {WEIGHT_CHOICES}"
+            ) from err
+    return _from_file(build, Path(weights).expanduser())
+
+
+def _from_file(build: Callable[[Any], keras.Model], path: Path) -> keras.Model:
+    """A backbone built at this input size, its weights copied from a saved backbone or run model."""
+    if not path.is_file():
+        raise KerasdlError(f"--weights {path}: no such file; --weights takes {WEIGHT_CHOICES}")
+    model = build(None)
+    try:
+        if path.name.endswith(".keras"):
+            saved = keras.saving.load_model(path, safe_mode=True)
+            source = saved.get_layer(BACKBONE) if BACKBONE in {layer.name for layer in saved.layers} else saved
+            model.set_weights(source.get_weights())
+        elif path.name.endswith(".h5"):
+            model.load_weights(path)
+        else:
+            raise KerasdlError(f"--weights {path}: expected a .keras or .weights.h5 file")
+    except (ValueError, OSError) as err:
+        raise KerasdlError(f"--weights {path} does not hold a matching {model.name} backbone ({err})") from err
+    return model
+
+
+def freeze(model: keras.Model, fine_tune_layers: int) -> None:
+    """Train only the top `fine_tune_layers` layers of `model` (none: feature extraction); BatchNorm never."""
+    model.trainable = fine_tune_layers > 0
+    if fine_tune_layers > 0:
+        for layer in model.layers[:-fine_tune_layers]:
+            layer.trainable = False
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+
+
+def transfer_classifier(
+    info: DatasetInfo,
+    application: Callable[..., keras.Model],
+    input_style: str,
+    *,
+    weights: str,
+    fine_tune_layers: int,
+    dropout: float,
+    name: str,
+    **options: Any,
+) -> keras.Model:
+    """inputs in [-1, 1] -> the backbone's input convention -> backbone (inference mode) -> pool -> logits."""
+    if fine_tune_layers < 0:
+        raise KerasdlError(f"fine-tune-layers must be >= 0, got {fine_tune_layers}")
+    base = backbone(application, info.input_shape, str(weights), **options)
+    freeze(base, fine_tune_layers)
+    inputs = keras.Input(shape=info.input_shape, name="image")
+    x = ImageNetInput(input_style, name="imagenet_input")(inputs)
+    x = base(x, training=False)  # BatchNorm in inference mode, also while fine-tuning
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    logits = keras.layers.Dense(info.num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name=name)
+
+
+def transfer_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+    """The lesson's choice between feature extraction and fine-tuning, with head dropout and learning rate."""
+    return {
+        "model_params": {
+            "fine_tune_layers": hp.Choice("fine_tune_layers", [0, 20, 50], default=0),
+            "dropout": hp.Choice("dropout", [0.0, 0.2, 0.5], default=0.2),
+        },
+        "learning_rate": hp.Choice("learning_rate", [1e-4, 3e-4, 1e-3], default=1e-3),
+    }
+
+
+def register_transfer(model_name: str, application: Callable[..., keras.Model], input_style: str, doc: str):
+    """Register `model_name`: `application` as backbone, images in its ImageNet input convention."""
+
+    def build(
+        info: DatasetInfo,
+        weights: str = "imagenet",
+        fine_tune_layers: int = 0,
+        dropout: float = 0.2,
+        **options: Any,
+    ) -> keras.Model:
+        return transfer_classifier(
+            info, application, input_style, weights=weights, fine_tune_layers=fine_tune_layers, dropout=dropout,
+            name=model_name.replace("-", "_"), **options,
+        )
+
+    build.__doc__ = doc
+    register_model(
+        model_name,
+        family="transfer",
+        task="classification",
+        default_data="cats-vs-dogs",
+        lesson=LESSON,
+        search_space=transfer_search_space,
+        offline_params=OFFLINE,
+        jit_compile=False,
+    )(build)
+
+
+register_transfer(
+    "mobilenet-v2", keras.applications.MobileNetV2, "tf",
+    "MobileNetV2 backbone (depthwise separable convolutions, for phones) with a new head; option alpha (width).",
+)
+register_transfer(
+    "efficientnet-b0", keras.applications.EfficientNetB0, "raw",
+    "EfficientNet-B0 backbone (compound-scaled depth, width and resolution) with a new head.",
+)
+register_transfer(
+    "resnet50", keras.applications.ResNet50, "caffe",
+    "ResNet-50 backbone (residual connections) with a new head.",
+)
