@@ -1,124 +1,270 @@
-"""Training throughput of the `fit` and `tape` loops for `mlp`, against the curriculum's PyTorch code.
+"""Training throughput of the `fit` and `tape` loops for `mlp` and `cnn-cifar`, against the curriculum's PyTorch code.
 
-Same workload as ../shared/bench/torch_ref.py: 12,000 MNIST-shaped samples, batch 64, Adam 1e-3,
-training steps only (validation excluded, as the reference has none). The reference times one epoch
-after one warm-up epoch. kerasdl's first two epochs also trace its tf.functions and compile them with
-XLA (a one-off cost, about 2 s here, that a real run pays once), so it trains 5 epochs and takes the
-median of epochs 3-5. Each kerasdl variant and the reference run alternately, `--repeats` times;
-medians are reported with ratios.
+Workload, the same on both sides: `../shared/bench/torch_ref.py mlp|cnn` with its defaults, i.e. 12,000
+random samples shaped like MNIST (mlp) or CIFAR-10 (cnn-cifar), batch 64, Adam 1e-3, cross-entropy,
+reshuffled each epoch, training steps only (no validation: the reference has none), float32, on the CPU.
+
+How both sides are timed, so that warm-up is treated the same:
+
+* Every measurement is a fresh process, as the reference is: a kerasdl measurement runs this file again
+  with `--child` (own TensorFlow runtime, thread pools and XLA caches, nothing carried over from the
+  previous measurement; the environment of `--env` applies to it alone).
+* Each process trains one warm-up epoch, untimed, then times exactly one epoch. The reference does this
+  itself (`epoch(); t = ...; epoch()`). kerasdl trains 2 epochs and reports the second: its first epoch
+  traces the tf.functions and compiles them with XLA for both batch shapes (64 and the last, 32), so the
+  second runs with everything compiled, as the reference's second runs with its allocator and autograd
+  warm. An epoch is timed from its start (including the shuffle and iterator set-up, like the
+  reference's DataLoader) to the end of its last training step; validation after it is not timed.
+* Measurements alternate: each repeat runs the reference, then every kerasdl variant, for each model,
+  and every other repeat runs them in reverse order, so slow drift on a shared machine hits both sides
+  alike. Medians over `--repeats` are reported, with their ratio to the reference's median; the load
+  average before each measurement is recorded in the JSON (the CPU is shared: compare ratios, not
+  absolute numbers, and rerun when the load is high).
 
     python benchmarks/train_throughput.py --torch-python /tmp/torchenv/bin/python
+    python benchmarks/train_throughput.py --torch-python /tmp/torchenv/bin/python --models cnn-cifar \\
+        --variants all --repeats 7 --env TF_ENABLE_ONEDNN_OPTS=0
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import keras
-import numpy as np
-
-from kerasdl.data import DataBundle, DatasetInfo
-from kerasdl.registry import model_spec
-from kerasdl.training import RunDirectory, TrainConfig
-from kerasdl.training.loops import LoopContext, get_loop
-
-SAMPLES = 12_000
-WARMUP_EPOCHS, TIMED_EPOCHS = 2, 3
 TORCH_REF = Path(__file__).resolve().parents[2] / "shared" / "bench" / "torch_ref.py"
-# (label, loop, steps_per_execution, jit_compile): the kerasdl defaults, and a straightforward port for contrast.
-VARIANTS = [
-    ("fit (default: 32 steps/call, XLA)", "fit", 32, True),
-    ("fit (plain: 1 step/call, no XLA)", "fit", 1, False),
-    ("tape (default: 32 steps/call, XLA)", "tape", 32, True),
-    ("tape (plain: 1 step/call, no XLA)", "tape", 1, False),
-]
+SAMPLES, BATCH_SIZE = 12_000, 64
+WARMUP_EPOCHS = 1
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Seconds from each epoch's start to its last training batch (validation excluded)."""
+@dataclass(frozen=True)
+class Workload:
+    """One model of the comparison: its torch_ref.py kind and the shape of its synthetic inputs."""
 
-    def __init__(self):
-        super().__init__()
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._last = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(self._last - self._start)
+    model: str
+    torch_kind: str
+    data_name: str
+    input_shape: tuple[int, int, int]
 
 
-def synthetic_bundle(seed: int = 0) -> DataBundle:
-    """Random inputs shaped like MNIST, as the reference uses: throughput does not depend on the values."""
+WORKLOADS = {
+    "mlp": Workload("mlp", "mlp", "synthetic-mnist", (28, 28, 1)),
+    "cnn-cifar": Workload("cnn-cifar", "cnn", "synthetic-cifar", (32, 32, 3)),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A kerasdl loop and its speed knobs; None means the kerasdl default (TrainConfig, registry)."""
+
+    loop: str
+    steps_per_execution: int | None = None
+    jit_compile: bool | None = None
+
+    @property
+    def label(self) -> str:
+        if self.steps_per_execution is None and self.jit_compile is None:
+            return f"{self.loop} (kerasdl defaults)"
+        steps = "default steps" if self.steps_per_execution is None else f"{self.steps_per_execution} step/call"
+        xla = "default XLA" if self.jit_compile is None else ("XLA" if self.jit_compile else "no XLA")
+        return f"{self.loop} ({steps}, {xla})"
+
+
+DEFAULTS = [Variant("fit"), Variant("tape")]
+VARIANT_SETS = {
+    "defaults": DEFAULTS,
+    # The defaults, with XLA forced each way (which one the default is depends on the model), and the
+    # straightforward port (one step per call, no XLA) for contrast.
+    "all": DEFAULTS + [
+        Variant(loop, None, jit) for loop in ("fit", "tape") for jit in (True, False)
+    ] + [Variant(loop, 1, False) for loop in ("fit", "tape")],
+}
+
+
+# --- one kerasdl measurement (the child process) ------------------------------------------------------
+
+
+def synthetic_bundle(workload: Workload, seed: int = 0):
+    """Uniform [0, 1) inputs and random labels, as the reference uses: throughput does not depend on values."""
+    import numpy as np
+
+    from kerasdl import data
+
     rng = np.random.default_rng(seed)
-    x = rng.random((SAMPLES, 28, 28, 1), dtype=np.float32)
+    x = rng.random((SAMPLES, *workload.input_shape), dtype=np.float32)
     y = rng.integers(0, 10, SAMPLES).astype(np.int32)
-    small = (x[:64], y[:64])  # validation runs once per epoch; keep it out of the way
-    info = DatasetInfo("synthetic-mnist", (28, 28, 1), 10, tuple("0123456789"), {"train": SAMPLES})
-    return DataBundle(info, {"train": (x, y), "validation": small, "test": small})
+    small = (x[:BATCH_SIZE], y[:BATCH_SIZE])  # validation runs once per epoch, untimed; keep it small
+    info = data.DatasetInfo(
+        name=workload.data_name,
+        input_shape=workload.input_shape,
+        num_classes=10,
+        class_names=tuple(str(i) for i in range(10)),
+        split_sizes={"train": SAMPLES, "validation": len(small[0]), "test": len(small[0])},
+    )
+    bundle = getattr(data, "ArrayBundle", data.DataBundle)  # the array-backed bundle
+    return bundle(info, {"train": (x, y), "validation": small, "test": small})
 
 
-def kerasdl_samples_per_second(loop: str, steps_per_execution: int, jit_compile: bool) -> float:
-    config = TrainConfig("mlp", loop=loop, epochs=WARMUP_EPOCHS + TIMED_EPOCHS, patience=10,
-                         steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+def measure_kerasdl(workload: Workload, variant: Variant) -> dict:
+    """Train WARMUP_EPOCHS + 1 epochs in this process; the last one's samples/s, and every epoch's seconds."""
+    import keras
+
+    from kerasdl.registry import model_spec
+    from kerasdl.training import RunDirectory, TrainConfig
+    from kerasdl.training.loops import LoopContext, get_loop
+
+    class EpochTimer(keras.callbacks.Callback):
+        """Seconds from each epoch's start to the end of its last training step (validation excluded)."""
+
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._last = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(self._last - self._start)
+
+    knobs = {"steps_per_execution": variant.steps_per_execution, "jit_compile": variant.jit_compile}
+    config = TrainConfig(
+        workload.model, loop=variant.loop, epochs=WARMUP_EPOCHS + 1, batch_size=BATCH_SIZE, patience=100,
+        **{key: value for key, value in knobs.items() if value is not None},
+    )
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDirectory(tmp)
         run.prepare(config.to_json())
-        ctx = LoopContext(model_spec("mlp"), synthetic_bundle(), config, run, False, [timer], verbose=0)
-        get_loop(loop)(ctx)
-    return SAMPLES / statistics.median(timer.seconds[WARMUP_EPOCHS:])
+        ctx = LoopContext(model_spec(workload.model), synthetic_bundle(workload), config, run, False, [timer], verbose=0)
+        get_loop(variant.loop)(ctx)
+    return {
+        "samples_per_second": SAMPLES / timer.seconds[-1],
+        "epoch_seconds": timer.seconds,
+        "config": {"steps_per_execution": config.steps_per_execution, "jit_compile": config.jit_compile},
+    }
 
 
-def torch_samples_per_second(python: str) -> float:
-    out = subprocess.run([python, str(TORCH_REF), "mlp"], capture_output=True, text=True, check=True).stdout
+def child_main(spec: str) -> None:
+    values = json.loads(spec)
+    result = measure_kerasdl(WORKLOADS[values["model"]], Variant(**values["variant"]))
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# --- the comparison (the parent process) --------------------------------------------------------------
+
+
+def kerasdl_run(workload: Workload, variant: Variant, env: dict[str, str]) -> dict:
+    spec = json.dumps({"model": workload.model, "variant": vars(variant)})
+    child_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env}
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", spec], capture_output=True, text=True, env=child_env
+    )
+    match = re.search(r"^RESULT (.*)$", out.stdout, re.MULTILINE)
+    if out.returncode or not match:
+        raise RuntimeError(f"kerasdl {variant.label} on {workload.model} failed:\n{out.stderr[-3000:]}")
+    return json.loads(match.group(1))
+
+
+def torch_run(python: str, workload: Workload) -> float:
+    command = [python, str(TORCH_REF), workload.torch_kind, "--samples", str(SAMPLES), "--batch-size", str(BATCH_SIZE)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return float(re.search(r"samples_per_s=(\d+)", out).group(1))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--torch-python", help="python of a venv with torch==2.13.0 (see ../shared/bench/README.md)")
+    parser.add_argument("--models", default=",".join(WORKLOADS), help="comma-separated, of: " + ", ".join(WORKLOADS))
+    parser.add_argument("--variants", choices=sorted(VARIANT_SETS), default="defaults")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment for the kerasdl processes only (e.g. TF_ENABLE_ONEDNN_OPTS=0)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_throughput.json"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return child_main(args.child)
 
-    samples: dict[str, list[float]] = {label: [] for label, *_ in VARIANTS}
-    reference: list[float] = []
-    for _ in range(args.repeats):
-        if args.torch_python:
-            reference.append(torch_samples_per_second(args.torch_python))
-        for label, loop, spe, jit in VARIANTS:
-            samples[label].append(kerasdl_samples_per_second(loop, spe, jit))
+    workloads = [WORKLOADS[name.strip()] for name in args.models.split(",") if name.strip()]
+    variants = VARIANT_SETS[args.variants]
+    env = dict(item.split("=", 1) for item in args.env)
+    # Per model: one list of runs for the reference and one per variant; each run {"value", "load"}.
+    runs: dict[str, dict[str, list[dict]]] = {
+        w.model: {"torch": [], **{v.label: [] for v in variants}} for w in workloads
+    }
+    configs: dict[tuple[str, str], dict] = {}
+    for repeat in range(args.repeats):
+        for workload in workloads:
+            order: list[Variant | None] = [None, *variants]  # None: the PyTorch reference
+            for item in order if repeat % 2 == 0 else order[::-1]:
+                load = os.getloadavg()[0]
+                if item is None:
+                    if not args.torch_python:
+                        continue
+                    runs[workload.model]["torch"].append({"value": torch_run(args.torch_python, workload), "load": load})
+                else:
+                    result = kerasdl_run(workload, item, env)
+                    configs[workload.model, item.label] = result["config"]
+                    runs[workload.model][item.label].append({
+                        "value": result["samples_per_second"], "load": load,
+                        "epoch_seconds": [round(s, 3) for s in result["epoch_seconds"]],
+                    })
+                print(f"  repeat {repeat + 1}/{args.repeats} {workload.model:<9} "
+                      f"{'PyTorch' if item is None else item.label:<34} "
+                      f"{runs[workload.model]['torch' if item is None else item.label][-1]['value']:>8.0f} "
+                      f"samples/s (load {load:.1f})", flush=True)
 
-    torch_median = statistics.median(reference) if reference else None
-    rows = []
-    for label, values in samples.items():
-        median = statistics.median(values)
-        ratio = round(median / torch_median, 2) if torch_median else None
-        rows.append({"variant": label, "samples_per_second": round(median), "runs": [round(v) for v in values],
-                     "ratio_vs_torch": ratio})
-    print(f"{'variant':<38} {'samples/s':>10} {'vs PyTorch':>11}")
-    if torch_median:
-        print(f"{'PyTorch reference (torch_ref.py mlp)':<38} {torch_median:>10.0f} {'1.00x':>11}")
-    for row in rows:
-        ratio = f"{row['ratio_vs_torch']:.2f}x" if row["ratio_vs_torch"] else "-"
-        print(f"{row['variant']:<38} {row['samples_per_second']:>10} {ratio:>11}")
+    report = {"workload": {"samples": SAMPLES, "batch_size": BATCH_SIZE, "optimizer": "adam", "learning_rate": 1e-3,
+                           "warmup_epochs": WARMUP_EPOCHS, "timed_epochs": 1, "repeats": args.repeats},
+              "kerasdl_env": env, "cpu_count": os.cpu_count(), "models": {}}
+    loads = []
+    for workload in workloads:
+        model_runs = runs[workload.model]
+        loads += [run["load"] for rows in model_runs.values() for run in rows]
+        torch_values = [run["value"] for run in model_runs["torch"]]
+        torch_median = statistics.median(torch_values) if torch_values else None
+        rows = []
+        for variant in variants:
+            values = [run["value"] for run in model_runs[variant.label]]
+            median = statistics.median(values)
+            rows.append({
+                "variant": variant.label, "loop": variant.loop, **configs[workload.model, variant.label],
+                "samples_per_second": round(median),
+                "ratio_vs_torch": round(median / torch_median, 2) if torch_median else None,
+                "runs": [{**run, "value": round(run["value"]), "load": round(run["load"], 2)}
+                         for run in model_runs[variant.label]],
+            })
+        report["models"][workload.model] = {
+            "torch_reference": {"script": f"torch_ref.py {workload.torch_kind}",
+                                "samples_per_second": torch_median,
+                                "runs": [{"value": run["value"], "load": round(run["load"], 2)}
+                                         for run in model_runs["torch"]]},
+            "kerasdl": rows,
+        }
+        print(f"\n{workload.model} ({SAMPLES:,} samples {workload.input_shape}, batch {BATCH_SIZE}, Adam 1e-3)")
+        print(f"{'variant':<40} {'samples/s':>10} {'vs PyTorch':>11}")
+        if torch_median:
+            print(f"{'PyTorch (torch_ref.py ' + workload.torch_kind + ')':<40} {torch_median:>10.0f} {'1.00x':>11}")
+        for row in rows:
+            ratio = f"{row['ratio_vs_torch']:.2f}x" if row["ratio_vs_torch"] else "-"
+            print(f"{row['variant']:<40} {row['samples_per_second']:>10} {ratio:>11}")
+    report["load_average"] = {"min": round(min(loads), 2), "median": round(statistics.median(loads), 2),
+                              "max": round(max(loads), 2)}
+    print(f"\nload average (1 min) before each measurement: min {min(loads):.1f}, median "
+          f"{statistics.median(loads):.1f}, max {max(loads):.1f} on {os.cpu_count()} CPUs")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({
-        "workload": {"model": "mlp", "samples": SAMPLES, "batch_size": 64, "optimizer": "adam", "learning_rate": 1e-3},
-        "torch_reference": {"samples_per_second": torch_median, "runs": reference},
-        "kerasdl": rows,
-    }, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"written: {args.out}")
 
 

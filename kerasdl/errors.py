@@ -1,6 +1,9 @@
 """Errors a user can cause and fix; the CLI prints them as one line, without a traceback."""
 
 
+FOLDER_HINT = "or a folder of images with one sub-folder per class"  # what --data takes besides names
+
+
 class KerasdlError(Exception):
     """Base class for user-facing errors (bad name, missing file, bad value)."""
 

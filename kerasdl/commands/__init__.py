@@ -43,9 +43,6 @@ def progress_verbosity(quiet: bool) -> int:
 # (seconds). They give the same one-line errors as the slow paths they run ahead of, which still check too
 # (tests/test_cli_startup.py compares the two).
 
-FOLDER_HINT = "or a folder of images with one sub-folder per class"  # as kerasdl.data.bundle says it
-
-
 def dataset_names() -> list[str]:
     """Registered data set names, read from `kerasdl/data`'s source (see `kerasdl.registry.source_names`)."""
     from kerasdl.registry import source_names
@@ -73,7 +70,7 @@ def check_data(name: str | None) -> None:
     """UnknownNameError unless `name` (None: the model's default) is a registered data set or a folder."""
     from pathlib import Path
 
-    from kerasdl.errors import UnknownNameError
+    from kerasdl.errors import FOLDER_HINT, UnknownNameError
 
     if name is None or Path(name).expanduser().is_dir():
         return

@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="start the search over instead of resuming it")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--no-jit", action="store_true", help="skip XLA compilation (default: XLA for models it speeds up)")
+    parser.add_argument("--image-size", type=positive_int, help="resize images to N x N (default: the data set's)")
+    parser.add_argument("--no-augment", dest="augment", action="store_false", help="no training augmentation")
+    parser.add_argument("--weights", help="transfer models: backbone weights, imagenet, none or FILE")
     parser.set_defaults(run=run)
 
 
@@ -36,7 +39,14 @@ def run(args: argparse.Namespace) -> int:
     from kerasdl.tuning import tune
 
     config = TrainConfig(
-        model=args.model, data=args.data, epochs=args.epochs, seed=args.seed, jit_compile=False if args.no_jit else None
+        model=args.model,
+        data=args.data,
+        epochs=args.epochs,
+        seed=args.seed,
+        image_size=args.image_size,
+        augment=args.augment,
+        model_params={"weights": args.weights} if args.weights else {},
+        jit_compile=False if args.no_jit else None,
     )
     result = tune(
         config,

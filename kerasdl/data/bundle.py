@@ -18,10 +18,9 @@ from sklearn.model_selection import train_test_split
 
 from kerasdl.data.base import DatasetInfo, ImageFiles, RawSplits, data_root, dataset_source, dataset_sources
 from kerasdl.data.splits import stratified_split
-from kerasdl.errors import KerasdlError, UnknownNameError
+from kerasdl.errors import FOLDER_HINT, KerasdlError, UnknownNameError
 
 SPLITS = ("train", "validation", "test")
-FOLDER_HINT = "or a folder of images with one sub-folder per class"
 DEFAULT_IMAGE_SIZE = 128  # a folder of the user's photos, unless --image-size says otherwise
 
 
@@ -44,13 +43,15 @@ class DataBundle(ABC):
         for x, _ in self.dataset(split, batch_size).as_numpy_iterator():
             yield x
 
+    def sample_indices(self, split: str, count: int, seed: int | None = None) -> np.ndarray:
+        """Sorted indices of `count` samples of the split: the first ones, or a seeded random choice."""
+        size = self.info.split_sizes[self._checked(split)]
+        order = np.arange(size) if seed is None else np.random.default_rng(seed).permutation(size)
+        return np.sort(order[:count])
+
     def take(self, split: str, count: int, *, seed: int | None = None) -> np.ndarray:
-        """`count` model inputs of the split: the first ones, or a seeded random choice."""
-        if seed is None:
-            return np.concatenate(list(_first(self.batches(split), count)))[:count]
-        chosen = np.sort(np.random.default_rng(seed).permutation(self.info.split_sizes[split])[:count])
-        inputs = np.concatenate(list(self.batches(split)))  # small sets only; ImageBundle overrides this
-        return inputs[chosen]
+        """The model inputs at `sample_indices(split, count, seed)`."""
+        return np.concatenate(list(self.batches(split)))[self.sample_indices(split, count, seed)]
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """The whole split as (inputs, labels) arrays: fine for small sets, costly for many photos."""
@@ -72,15 +73,6 @@ class DataBundle(ABC):
         return ds.map(lambda x, y: (layers(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _first(batches: Iterator[np.ndarray], count: int) -> Iterator[np.ndarray]:
-    taken = 0
-    for batch in batches:
-        if taken >= count:
-            return
-        taken += len(batch)
-        yield batch
-
-
 @dataclass(frozen=True)
 class ArrayBundle(DataBundle):
     """Splits held as float32 arrays (already scaled) and int labels."""
@@ -93,6 +85,9 @@ class ArrayBundle(DataBundle):
 
     def labels(self, split: str) -> np.ndarray:
         return self.split(split)[1]
+
+    def take(self, split: str, count: int, *, seed: int | None = None) -> np.ndarray:
+        return self.split(split)[0][self.sample_indices(split, count, seed)]
 
     def batches(self, split: str, batch_size: int = 256) -> Iterator[np.ndarray]:
         x = self.split(split)[0]
@@ -136,8 +131,7 @@ class ImageBundle(DataBundle):
 
     def take(self, split: str, count: int, *, seed: int | None = None) -> np.ndarray:
         paths = self.files[self._checked(split)][0]
-        order = np.arange(len(paths)) if seed is None else np.random.default_rng(seed).permutation(len(paths))
-        return self.inputs_for([paths[i] for i in np.sort(order[:count])])
+        return self.inputs_for([paths[i] for i in self.sample_indices(split, count, seed)])
 
     def inputs_for(self, paths: list[str]) -> np.ndarray:
         """Model inputs for these image files, decoded, resized and scaled exactly as every split is."""

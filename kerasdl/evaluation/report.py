@@ -52,14 +52,15 @@ def evaluate_model(
 
 
 def _vision_plots(model, data: DataBundle, y, logits, plots_dir: Path, suffix: str) -> None:
-    """Misclassified test images, first-layer filters and Grad-CAM, on the first test images."""
+    """Misclassified test images, first-layer filters and Grad-CAM, on a fixed random sample of test images
+    (a photo folder lists its classes in order: the first images would all be of one class)."""
     from kerasdl.evaluation.vision import write_vision_plots
 
-    inputs = data.take("test", VISION_SAMPLES)
+    chosen = data.sample_indices("test", VISION_SAMPLES, seed=0)
+    inputs = data.take("test", VISION_SAMPLES, seed=0)
     pixels = (inputs - data.info.offset) / data.info.scale / data.info.pixel_max  # back to [0, 1] for display
-    count = len(inputs)
     write_vision_plots(
-        model, np.clip(pixels, 0.0, 1.0), inputs, y[:count], logits[:count], list(data.info.class_names), plots_dir,
+        model, np.clip(pixels, 0.0, 1.0), inputs, y[chosen], logits[chosen], list(data.info.class_names), plots_dir,
         suffix,
     )
 

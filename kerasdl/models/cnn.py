@@ -26,6 +26,18 @@ def conv_output_size(size: int, kernel: int, padding: int = 0, stride: int = 1) 
     return (size - kernel + 2 * padding) // stride + 1
 
 
+def conv_block(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
+    """Conv 3x3 (no bias: batch norm's beta plays it) -> BatchNorm -> ReLU -> MaxPool 2.
+
+    BatchNorm's moving statistics use momentum 0.9, not Keras's 0.99: with a few dozen steps per epoch on
+    a small photo set, 0.99 leaves them far from the data's for many epochs and validation stalls at chance.
+    """
+    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
+    return keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+
+
 def training_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
     """Optimizer, learning rate and batch size only: the lesson's network itself stays as it is."""
     return {
@@ -62,7 +74,10 @@ def cnn_mnist_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
     """Filters of the two conv stages, dropout and learning rate; defaults are the builder's."""
     width = hp.Choice("width", [16, 32, 64], default=32)
     return {
-        "model_params": {"filters": [width, 2 * width], "dropout": hp.Choice("dropout", [0.0, 0.25, 0.5], default=0.25)},
+        "model_params": {
+            "filters": [width, 2 * width],
+            "dropout": hp.Choice("dropout", [0.0, 0.25, 0.5], default=0.25),
+        },
         "learning_rate": hp.Choice("learning_rate", [3e-4, 1e-3, 3e-3], default=1e-3),
     }
 
@@ -76,26 +91,17 @@ def cnn_mnist_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
     search_space=cnn_mnist_search_space,
     jit_compile=False,
 )
-def build_cnn_mnist(info: DatasetInfo, filters: tuple[int, int] = (32, 64), dropout: float = 0.25) -> keras.Model:
-    """A small convnet for digits (keras-io's mnist_convnet with a wider head): two conv/pool stages, dropout."""
+def build_cnn_mnist(info: DatasetInfo, filters: tuple[int, ...] = (32, 64), dropout: float = 0.25) -> keras.Model:
+    """A small convnet for digits: conv/BN/ReLU/pool blocks, dropout, Dense 128, logits (99% on MNIST)."""
     inputs = keras.Input(shape=info.input_shape, name="image")
     x = inputs
-    for stage, width in enumerate(filters, start=1):
-        x = keras.layers.Conv2D(width, 3, activation="relu", name=f"conv{stage}")(x)
-        x = keras.layers.MaxPooling2D(2, name=f"pool{stage}")(x)
+    for block, width in enumerate(filters, start=1):
+        x = conv_block(x, width, f"block{block}")
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     x = keras.layers.Dense(128, activation="relu", name="fc")(x)
     logits = keras.layers.Dense(info.num_classes, name="logits")(x)
     return keras.Model(inputs, logits, name="mnist_cnn")
-
-
-def conv_block(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
-    """Conv 3x3 (no bias: batch norm's beta plays it) -> BatchNorm -> ReLU -> MaxPool 2."""
-    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
-    x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
-    return keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
 
 
 def cnn_small_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
