@@ -1,4 +1,4 @@
-"""Shared fixtures: real data from ../shared/data, and digits runs trained once per session."""
+"""Shared fixtures: real data from ../shared/data, and the runs that several test files read, trained once per session."""
 
 from __future__ import annotations
 
@@ -20,3 +20,38 @@ def digits_runs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("digits_runs")
     return {loop: train(TrainConfig("mlp", loop=loop), out=root / loop, verbose=0) for loop in ("fit", "tape")}
+
+
+# The vision models' accuracy runs: each trains once per session (a budget that fits CI; the README has
+# longer runs), and the export tests export these same runs rather than training their own.
+ACCURACY_BUDGETS = {
+    "cnn-mnist": {"epochs": 8, "batch_size": 128, "learning_rate": 2e-3, "lr_schedule": "cosine"},
+    "cnn-cifar": {"epochs": 6, "augment": False},
+    "cnn-small": {"epochs": 12, "image_size": 64, "lr_schedule": "cosine"},
+}
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """`trained(config)`: `train(config)` into a fresh folder, once per session for each distinct config."""
+    import json
+
+    from kerasdl.training import train
+
+    cache = {}
+
+    def get(config):
+        key = json.dumps(config.to_json(), sort_keys=True)
+        if key not in cache:
+            cache[key] = train(config, out=tmp_path_factory.mktemp(config.model), verbose=0)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def accuracy_run(trained):
+    """`accuracy_run(model, loop="fit")`: the model's accuracy run on its default data (ACCURACY_BUDGETS)."""
+    from kerasdl.training import TrainConfig
+
+    return lambda name, loop="fit": trained(TrainConfig(name, loop=loop, **ACCURACY_BUDGETS[name]))

@@ -1,6 +1,7 @@
 """Session fixtures for the export and edge-runner tests (loaded with `pytest_plugins = ["export_fixtures"]`).
 
-Every registered model trains ONE tiny run (3 epochs on its default data set, photos at 32x32, no downloads) and each format is exported
+Every registered model trains ONE run (its accuracy run where it has one, else 3 epochs on its default
+data set, photos at 32x32, no downloads) and each format is exported
 from it once, through the `kerasdl export` command; all tests share those artifacts. As a plugin this
 module is imported once, so both test files get the same session-scoped caches; test modules do not
 import it themselves (pytest could then no longer rewrite its asserts).
@@ -54,13 +55,17 @@ def export_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_run(export_root) -> Callable[[str], TrainedRun]:
-    """`trained_run(model_name)`: the model's tiny run, trained on first use and cached for the session."""
+def trained_run(trained) -> Callable[[str], TrainedRun]:
+    """`trained_run(model_name)`: the model's run, trained on first use and cached for the session.
+
+    Models with an accuracy run (conftest.ACCURACY_BUDGETS) export that run; the others train a tiny one.
+    """
     import keras
 
-    from kerasdl.evaluation.metrics import predict_logits
+    from conftest import ACCURACY_BUDGETS
     from kerasdl.data import dataset_source
-    from kerasdl.training import TrainConfig, train
+    from kerasdl.evaluation.metrics import predict_logits
+    from kerasdl.training import TrainConfig
     from kerasdl.training.train import load_for
 
     cache: dict[str, TrainedRun] = {}
@@ -69,12 +74,11 @@ def trained_run(export_root) -> Callable[[str], TrainedRun]:
         if name not in cache:
             spec = model_spec(name)
             photos = dataset_source(spec.default_data).image_size is not None
-            config = TrainConfig(
-                name, epochs=3, loop=spec.loops[0], model_params=spec.offline_params,
-                image_size=EXPORT_IMAGE_SIZE if photos else None,
-            )
-            result = train(config, out=export_root / "runs" / name, verbose=0)
-            data = load_for(config, result.metrics["data"])
+            budget = ACCURACY_BUDGETS.get(name) or {
+                "epochs": 3, "model_params": spec.offline_params, "image_size": EXPORT_IMAGE_SIZE if photos else None
+            }
+            result = trained(TrainConfig(name, loop=spec.loops[0], **budget))
+            data = load_for(result.run.read_config())
             x, y = data.split("test")
             model = keras.saving.load_model(result.run.model_path)
             raw = np.round((x - data.info.offset) / data.info.scale)  # back to the pixels the data set stores

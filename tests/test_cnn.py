@@ -14,17 +14,8 @@ from kerasdl.edge.runner import EdgeModel
 from kerasdl.export.tflite import operators
 from kerasdl.models.cnn import conv_output_size
 from kerasdl.registry import model_spec
-from kerasdl.training import TrainConfig, train
 
 CIFAR = DatasetInfo("cifar10", (32, 32, 3), 10, tuple("abcdefghij"))
-# The accuracy runs: each trains once per session, with a budget that fits CI (see the README for longer runs).
-BUDGETS = {
-    "cnn-mnist": TrainConfig("cnn-mnist", epochs=3, batch_size=128),
-    "cnn-cifar": TrainConfig("cnn-cifar", epochs=10, augment=False),
-    "cnn-small": TrainConfig("cnn-small", epochs=12, image_size=64, lr_schedule="cosine"),
-}
-
-
 @pytest.mark.parametrize(
     "size, kernel, padding, stride",
     [(32, 3, "same", 1), (32, 3, "valid", 1), (28, 5, "valid", 1), (28, 5, "same", 2), (31, 3, "valid", 2),
@@ -65,48 +56,33 @@ def test_cnn_models_output_logits_and_reload(tmp_path, name):
     np.testing.assert_allclose(keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)(x), model(x), atol=1e-6)
 
 
-@pytest.fixture(scope="session")
-def vision_run(tmp_path_factory):
-    """`vision_run(model, loop)`: the model's accuracy run on its default data, trained once per session."""
-    cache = {}
-
-    def get(name: str, loop: str = "fit"):
-        if (name, loop) not in cache:
-            config = BUDGETS[name]
-            config = TrainConfig(**{**config.to_json(), "loop": loop})
-            cache[name, loop] = train(config, out=tmp_path_factory.mktemp(f"{name}-{loop}"), verbose=0)
-        return cache[name, loop]
-
-    return get
-
-
 @pytest.mark.slow
-def test_cnn_mnist_reaches_99_percent_on_the_10000_test_digits(vision_run):
-    metrics = vision_run("cnn-mnist").metrics
+def test_cnn_mnist_reaches_99_percent_on_the_10000_test_digits(accuracy_run):
+    metrics = accuracy_run("cnn-mnist").metrics
     assert metrics["test_samples"] == 10_000 and metrics["test_accuracy"] >= 0.99
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("loop", ["fit", "tape"])
-def test_cnn_cifar_reaches_50_percent_on_the_cifar10_test_subset(vision_run, loop):
-    metrics = vision_run("cnn-cifar", loop).metrics
+def test_cnn_cifar_reaches_50_percent_on_the_cifar10_test_subset(accuracy_run, loop):
+    metrics = accuracy_run("cnn-cifar", loop).metrics
     assert metrics["test_samples"] == 2_000 and metrics["test_accuracy"] >= 0.50
 
 
 @pytest.mark.slow
-def test_cnn_small_reaches_70_percent_on_the_1000_cats_vs_dogs_test_photos(vision_run):
-    result = vision_run("cnn-small")
+def test_cnn_small_reaches_70_percent_on_the_1000_cats_vs_dogs_test_photos(accuracy_run):
+    result = accuracy_run("cnn-small")
     assert result.metrics["test_samples"] == 1_000 and result.metrics["test_accuracy"] >= 0.70
     plots = {path.name for path in result.run.plots_dir.iterdir()}
     assert {"misclassified.png", "conv_filters.png", "grad_cam.png", "learning_curves.png"} <= plots
 
 
 @pytest.mark.slow
-def test_photo_model_on_the_edge_int8_within_a_point_and_raw_jpegs_give_the_keras_answer(vision_run, tmp_path):
+def test_photo_model_on_the_edge_int8_within_a_point_and_raw_jpegs_give_the_keras_answer(accuracy_run, tmp_path):
     """int8 keeps accuracy; `kerasdl infer photo.jpg` preprocesses as training did; no augmentation op ships."""
     from kerasdl.training.train import load_for
 
-    run = vision_run("cnn-small").run
+    run = accuracy_run("cnn-small").run
     for fmt in ("tflite", "tflite-int8"):
         assert main(["export", str(run.path), "--format", fmt, "--out", str(tmp_path / fmt), "--latency-runs", "5"]) == 0
         report = json.loads((tmp_path / fmt / "export.json").read_text())

@@ -19,7 +19,7 @@ TEST_EVERY = 5  # every 5th downloaded photo is a test photo
     class_names=CLASS_NAMES,
     max_value=255.0,
     augmentation="photo",
-    image_size=128,
+    image_size=64,  # the size that bought the best accuracy per CPU minute here (README: Cats vs dogs)
 )
 def load_cats_vs_dogs(data_dir: Path) -> ImageFiles:
     folder = data_dir / "cats-vs-dogs"
