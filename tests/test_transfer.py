@@ -15,7 +15,7 @@ import pytest
 from kerasdl.cli import main
 from kerasdl.data import DatasetInfo, data_root
 from kerasdl.data.images import read_image_folder
-from kerasdl.data.subsets import MANIFEST, subset_counts, write_class_subset
+from kerasdl.data.subsets import MANIFEST, write_class_subset
 from kerasdl.errors import DataError
 from kerasdl.models.transfer import BACKBONE
 from kerasdl.registry import model_spec
@@ -162,7 +162,7 @@ def test_model_round_trips_through_model_keras_in_safe_mode(fine_tuned, tmp_path
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     x = np.random.default_rng(2).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(loaded(x, training=False), model(x, training=False), rtol=1e-5, atol=1e-5)
     assert loaded.get_layer(BACKBONE).count_params() == model.get_layer(BACKBONE).count_params()
 
 
@@ -173,11 +173,16 @@ def files(folder: Path) -> dict[str, list[str]]:
     return {p.name: sorted(f.name for f in p.iterdir()) for p in sorted(folder.iterdir())}
 
 
+def counts(folder: Path) -> dict[str, dict[str, int]]:
+    return {split: {name: len(chosen) for name, chosen in files(folder / split).items()} for split in ("train", "test")}
+
+
 def test_class_subset_is_an_image_folder_of_seeded_links(tmp_path):
     cifar = data_root() / "cifar10"
     dest = write_class_subset(cifar, tmp_path / "a", exclude=("cat", "dog"), per_class=30, seed=3)
     names = ["airplane", "automobile", "bird", "deer", "frog", "horse", "ship", "truck"]
-    assert subset_counts(dest) == {"train": dict.fromkeys(names, 30), "test": dict.fromkeys(names, 200)}
+    assert counts(dest) == {"train": dict.fromkeys(names, 30), "test": dict.fromkeys(names, 200)}
+    assert json.loads((dest / MANIFEST).read_text())["counts"] == counts(dest)
     train, test = files(dest / "train"), files(dest / "test")
     assert list(train) == list(test) == names  # cat and dog are absent
     assert all(set(chosen) < set(files(cifar / "train")[name]) for name, chosen in train.items())
@@ -200,12 +205,12 @@ def test_class_subset_is_reused_replaced_or_refused(tmp_path):
     written = (dest / MANIFEST).stat().st_mtime_ns
     assert write_class_subset(pets, dest, per_class=5) == dest and (dest / MANIFEST).stat().st_mtime_ns == written
     write_class_subset(pets, dest, per_class=7)  # another subset of ours: replaced
-    assert subset_counts(dest)["train"] == {"cat": 7, "dog": 7} and len(files(dest / "train")["cat"]) == 7
+    assert counts(dest) == {"train": {"cat": 7, "dog": 7}, "test": {"cat": 500, "dog": 500}}
     (tmp_path / "mine").mkdir()
     with pytest.raises(DataError, match="is not a subset folder"):
         write_class_subset(pets, tmp_path / "mine", per_class=5)
-    with pytest.raises(DataError, match="fewer than the 5000 per class"):
-        write_class_subset(pets, tmp_path / "big", per_class=5000)
+    with pytest.raises(DataError, match="fewer than the 700 per class"):  # 1,000 cats but 500 test cats
+        write_class_subset(pets, tmp_path / "big", per_class=700, sampled_splits=("train", "test"))
     with pytest.raises(DataError, match="has no class horse; classes: cat, dog"):
         write_class_subset(pets, tmp_path / "horse", exclude=("horse",))
     with pytest.raises(DataError, match="at least two classes"):

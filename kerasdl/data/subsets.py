@@ -46,6 +46,8 @@ def write_class_subset(
     source, dest = Path(source).expanduser().resolve(), Path(dest).expanduser()
     if per_class is not None and per_class < 1:
         raise DataError(f"per_class must be >= 1, got {per_class}")
+    if seed < 0:
+        raise DataError(f"seed must be >= 0, got {seed}")
     kept = _kept_classes(source, splits, classes, exclude)
     settings = {
         "source": str(source),
@@ -57,21 +59,25 @@ def write_class_subset(
     }
     if _reusable(dest, settings):
         return dest
+    chosen = {  # every choice made (and checked) before anything is written
+        split: {
+            name: _choose(source / split / name, per_class if split in settings["sampled_splits"] else None, seed)
+            for name in kept
+        }
+        for split in splits
+    }
     partial = dest.with_name(dest.name + ".partial")  # renamed when complete: no half-written subset
     shutil.rmtree(partial, ignore_errors=True)
-    counts: dict[str, dict[str, int]] = {}
-    for split in splits:
-        count = per_class if split in settings["sampled_splits"] else None
-        counts[split] = {name: _link_files(source / split / name, partial / split / name, count, seed) for name in kept}
+    for split, by_class in chosen.items():
+        for name, paths in by_class.items():
+            (partial / split / name).mkdir(parents=True)
+            for path in paths:
+                _link_or_copy(path, partial / split / name / path.name)
+    counts = {split: {name: len(paths) for name, paths in by_class.items()} for split, by_class in chosen.items()}
     (partial / MANIFEST).write_text(json.dumps({**settings, "counts": counts}, indent=2) + "\n")
     shutil.rmtree(dest, ignore_errors=True)  # only a subset of other settings gets here
     partial.rename(dest)
     return dest
-
-
-def subset_counts(folder: str | Path) -> dict[str, dict[str, int]]:
-    """Photos per split and class of a subset folder, as `write_class_subset` recorded them."""
-    return _read_manifest(Path(folder))["counts"]
 
 
 def _kept_classes(
@@ -101,18 +107,15 @@ def _class_folders(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _link_files(source: Path, dest: Path, count: int | None, seed: int) -> int:
-    """Link `count` seeded-random files of `source` (all when None) into `dest`; how many were linked."""
-    files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
-    if count is not None:
-        if count > len(files):
-            raise DataError(f"{source} has {len(files)} files, fewer than the {count} per class asked for")
-        rng = np.random.default_rng([seed, zlib.crc32(source.name.encode())])
-        files = [files[i] for i in sorted(rng.choice(len(files), size=count, replace=False))]
-    dest.mkdir(parents=True)
-    for path in files:
-        _link_or_copy(path, dest / path.name)
-    return len(files)
+def _choose(folder: Path, count: int | None, seed: int) -> list[Path]:
+    """`count` files of a class folder (all when None), chosen by `seed` and the folder's (class) name."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if count is None:
+        return files
+    if count > len(files):
+        raise DataError(f"{folder} has {len(files)} files, fewer than the {count} per class asked for")
+    rng = np.random.default_rng([seed, zlib.crc32(folder.name.encode())])
+    return [files[i] for i in sorted(rng.choice(len(files), size=count, replace=False))]
 
 
 def _link_or_copy(target: Path, link: Path) -> None:
@@ -135,7 +138,5 @@ def _reusable(dest: Path, settings: dict[str, Any]) -> bool:
 def _read_manifest(folder: Path) -> dict[str, Any]:
     try:
         return json.loads((folder / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise DataError(f"{folder} has no {MANIFEST} (not a folder written by write_class_subset)") from None
     except json.JSONDecodeError as err:
-        raise DataError(f"{folder / MANIFEST} is corrupt ({err})") from err
+        raise DataError(f"{folder / MANIFEST} is corrupt ({err}); delete {folder} to write the subset again") from err

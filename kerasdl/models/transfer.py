@@ -1,14 +1,16 @@
 """Transfer learning: a `keras.applications` backbone with a new classification head.
 
 The lesson's two regimes: feature extraction (`fine_tune_layers=0`: the backbone is frozen, only the head
-trains) and fine-tuning (its top N layers train too, with a lower learning rate; BatchNorm layers stay
-frozen and in inference mode, so a small data set cannot wreck their statistics). `weights` is where the
+trains) and fine-tuning (its top N layers train too, with a lower learning rate; a pretrained backbone's
+BatchNorm layers stay frozen and in inference mode, so a small data set cannot wreck their statistics;
+a random one, `weights="none"`, trains them like any layer). `weights` is where the
 backbone's starting point comes from: "imagenet" (downloaded by Keras), "none" (random), or a file: a
 saved backbone (`.keras`, or a run's `model.keras` whose backbone is reused) or its `.weights.h5`.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -26,6 +28,7 @@ LESSON = "Stage 3: Transfer learning (pretrained ResNet / EfficientNet / MobileN
 BACKBONE = "backbone"  # the nested backbone model's name: Grad-CAM and weight reuse find it by this name
 WEIGHT_CHOICES = "imagenet (needs a network), none (random initialization) or FILE (.keras or .weights.h5)"
 OFFLINE = {"weights": "none"}
+SCRATCH_BN_MOMENTUM = 0.9  # a backbone trained from scratch: statistics that settle in tens of steps, not thousands
 
 
 def backbone(
@@ -36,7 +39,11 @@ def backbone(
         include_top=False, weights=w, input_shape=input_shape, name=BACKBONE, **options
     )
     if weights == "none":
-        return build(None)
+        model = build(None)
+        for layer in model.layers:  # the applications' 0.999 suits ImageNet-length training only
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = SCRATCH_BN_MOMENTUM
+        return model
     if weights == "imagenet":
         try:
             return build("imagenet")
@@ -52,28 +59,32 @@ def _from_file(build: Callable[[Any], keras.Model], path: Path) -> keras.Model:
     """A backbone built at this input size, its weights copied from a saved backbone or run model."""
     if not path.is_file():
         raise KerasdlError(f"--weights {path}: no such file; --weights takes {WEIGHT_CHOICES}")
+    if not path.name.endswith((".keras", ".h5")):
+        raise KerasdlError(f"--weights {path}: expected a .keras or .weights.h5 file")
     model = build(None)
     try:
-        if path.name.endswith(".keras"):
-            saved = keras.saving.load_model(path, safe_mode=True)
-            source = saved.get_layer(BACKBONE) if BACKBONE in {layer.name for layer in saved.layers} else saved
-            model.set_weights(source.get_weights())
-        elif path.name.endswith(".h5"):
-            model.load_weights(path)
-        else:
-            raise KerasdlError(f"--weights {path}: expected a .keras or .weights.h5 file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras warns once per layer it cannot match, then raises
+            if path.name.endswith(".keras"):
+                saved = keras.saving.load_model(path, safe_mode=True)
+                source = saved.get_layer(BACKBONE) if BACKBONE in {layer.name for layer in saved.layers} else saved
+                model.set_weights(source.get_weights())
+            else:
+                model.load_weights(path)
     except (ValueError, OSError) as err:
-        raise KerasdlError(f"--weights {path} does not hold a matching {model.name} backbone ({err})") from err
+        reason = str(err).splitlines()[0][:200]  # Keras lists every layer of both models
+        raise KerasdlError(f"--weights {path} does not hold a matching {model.name} backbone ({reason})") from err
     return model
 
 
-def freeze(model: keras.Model, fine_tune_layers: int) -> None:
-    """Train only the top `fine_tune_layers` layers of `model` (none: feature extraction); BatchNorm never."""
+def freeze(model: keras.Model, fine_tune_layers: int, *, pretrained: bool = True) -> None:
+    """Train only the top `fine_tune_layers` layers of `model` (none: feature extraction); BatchNorm of a
+    pretrained backbone never (its statistics are part of what was learned), of a random one like any layer."""
     model.trainable = fine_tune_layers > 0
     if fine_tune_layers > 0:
         for layer in model.layers[:-fine_tune_layers]:
             layer.trainable = False
-        for layer in model.layers:
+        for layer in model.layers if pretrained else ():
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
 
@@ -93,10 +104,12 @@ def transfer_classifier(
     if fine_tune_layers < 0:
         raise KerasdlError(f"fine-tune-layers must be >= 0, got {fine_tune_layers}")
     base = backbone(application, info.input_shape, str(weights), **options)
-    freeze(base, fine_tune_layers)
+    pretrained = str(weights) != "none"
+    freeze(base, fine_tune_layers, pretrained=pretrained)
     inputs = keras.Input(shape=info.input_shape, name="image")
     x = ImageNetInput(input_style, name="imagenet_input")(inputs)
-    x = base(x, training=False)  # BatchNorm in inference mode, also while fine-tuning
+    # A pretrained backbone's BatchNorm stays in inference mode, also while fine-tuning; a random one learns.
+    x = base(x, training=False if pretrained else None)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     logits = keras.layers.Dense(info.num_classes, name="logits")(x)
