@@ -2,13 +2,12 @@
 
     python scripts/transfer_learning.py --pretrain-epochs 10 --epochs 20 --seeds 0 1 --out runs/transfer-learning
 
-ImageNet weights need a download, so the backbone first learns from what is here: MobileNetV2 (width
-0.35) trains from scratch on the 8 CIFAR-10 classes that are neither cat nor dog. Then 100 cats and
-100 dogs are learned from three starts at the same budget (epochs, image size, augmentation, seed):
-random weights (from scratch), the pretrained backbone frozen under a new head (feature extraction),
-and the pretrained backbone trained too, ten times slower (fine-tuning). Each is scored on the 1,000
-cats-vs-dogs test photos. Writes the runs and `transfer.csv` / `.json` in --out and prints the table;
-run it again to reuse finished runs (--overwrite retrains them).
+ImageNet weights need a download, so MobileNetV2 (width 0.35) first learns, from scratch, the 8 CIFAR-10
+classes that are neither cat nor dog. Then 100 cats and 100 dogs are learned from three starts at the same
+budget (epochs, image size, augmentation, seed): random weights (scratch), the pretrained backbone frozen
+under a new head (feature extraction), or trained too, at a tenth of the step (fine-tuned). Each is scored
+on the 1,000 cats-vs-dogs test photos. Writes the runs and `transfer.csv` / `.json` in --out and prints the
+table; run it again to reuse finished runs (--overwrite retrains them).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from pathlib import Path
 from kerasdl.commands import positive_int
 
 EVERY_LAYER = 1_000  # more layers than MobileNetV2 has: the whole backbone trains
+COLUMNS = ("test_accuracy", "test_samples", "epochs", "best_epoch", "train_seconds")
 STARTS = {  # name: (backbone weights, layers that train, learning rate); "pretrained" is filled in below
     "scratch": ("none", EVERY_LAYER, 1e-3),
     "feature extraction": ("pretrained", 0, 1e-2),  # only the new head learns: a linear model, a larger step
@@ -56,7 +56,7 @@ def main() -> int:
         config = TrainConfig(
             "mobilenet-v2", data=str(data), epochs=epochs, batch_size=32, seed=seed, learning_rate=learning_rate,
             lr_schedule="cosine" if data == source else "constant", patience=epochs, image_size=args.image_size,
-            augment=data == target,  # a few epochs of pretraining underfit: augmentation would only slow them
+            augment=data == target,  # the 200 photos only; pretraining keeps its best epoch instead
             model_params={"alpha": 0.35, **model_params},
         )
         run, metrics = train_once(config, out / f"{name.replace(' ', '-')}-{seed}", overwrite=args.overwrite)
@@ -75,8 +75,6 @@ def main() -> int:
     print(f"written: {', '.join(str(path) for path in save_table(rows, out / 'transfer'))}")
     return 0
 
-
-COLUMNS = ("test_accuracy", "test_samples", "epochs", "best_epoch", "train_seconds")
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -133,8 +133,9 @@ def test_image_files_give_the_same_class_as_their_raw_pixels(exported, trained_r
         from_png = runner.predict(preprocessing.read(png))
         np.testing.assert_allclose(from_png, runner.predict(raw[i]), atol=0.05)
         assert from_png.argmax() == runner.predict(raw[i]).argmax()
-    big = tmp_path / "big.jpg"  # another size and RGB: resized and converted to the model's input
-    Image.fromarray(np.stack([eight_bit[0].squeeze(-1)] * 3, axis=-1)).resize((64, 48)).save(big)
+    big = tmp_path / "big.jpg"  # another size, and RGB for gray models: resized and converted to the model's input
+    rgb = eight_bit[0] if eight_bit[0].shape[-1] == 3 else np.concatenate([eight_bit[0]] * 3, axis=-1)
+    Image.fromarray(rgb).resize((64, 48)).save(big)
     assert preprocessing.read(big).shape == preprocessing.shape
 
 

@@ -3,6 +3,7 @@ itself: a backbone pretrained on 8 CIFAR-10 classes beats training from scratch 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import runpy
 import sys
@@ -30,7 +31,7 @@ SMALL = {"alpha": 0.35, "dropout": 0.0}  # a cheap MobileNetV2; no dropout, so t
 
 
 def build(weights: str, fine_tune_layers: int = 0, size: int = 32) -> keras.Model:
-    info = DatasetInfo(**{**INFO.__dict__, "input_shape": (size, size, 3)})
+    info = dataclasses.replace(INFO, input_shape=(size, size, 3))
     return model_spec("mobilenet-v2").build(info, weights=weights, fine_tune_layers=fine_tune_layers, **SMALL)
 
 
@@ -220,41 +221,45 @@ def test_class_subset_is_reused_replaced_or_refused(tmp_path):
 
 # --- the lesson (slow) ------------------------------------------------------------------------------------
 
-BUDGET = ["--pretrain-epochs", "3", "--epochs", "10", "--seeds", "0", "1"]
-MARGIN = 0.05
+# One seed of the lesson at a small budget (about 6.5 CPU minutes here). Measured at this budget: pretraining
+# 0.41 (8 classes), fine-tuned 0.564 and 0.560 (seeds 0, 1), from scratch 0.500 and 0.500 (it learns nothing).
+BUDGET = ["--pretrain-epochs", "3", "--epochs", "10", "--seeds", "0", "--starts", "scratch", "fine-tuned"]
+MARGIN = 0.04
+
+
+def run_script(out: Path) -> list[dict]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", [str(SCRIPT), *BUDGET, "--out", str(out)])
+        runpy.run_path(str(SCRIPT), run_name="__main__")
+    return json.loads((out / "transfer.json").read_text())
 
 
 @pytest.fixture(scope="session")
-def transfer_table(tmp_path_factory):
-    """The script at the test budget: one pretraining run, then each seed's runs on 100 cats and 100 dogs."""
+def transfer_table(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """The script at the test budget, run once a session: pretraining, then both starts on 200 cats and dogs."""
     out = tmp_path_factory.mktemp("transfer-learning")
-    argv = [str(SCRIPT), *BUDGET, "--out", str(out)]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", argv)
-        runpy.run_path(str(SCRIPT), run_name="__main__")
-    return out, json.loads((out / "transfer.json").read_text())
+    return out, run_script(out)
 
 
 @pytest.mark.slow
 def test_pretrained_backbone_beats_training_from_scratch(transfer_table):
-    out, rows = transfer_table
-    pretrain = rows[0]
-    assert pretrain["test_samples"] == 1600 and pretrain["test_accuracy"] > 0.35  # 8 classes: chance is 0.125
-    target = {(row["run"], row["seed"]): row for row in rows[1:]}
-    assert {row["test_samples"] for row in rows[1:]} == {1000}  # the whole cats-vs-dogs test split
-    for seed in (0, 1):
-        scratch = target["scratch", seed]["test_accuracy"]
-        assert target["fine-tuned", seed]["test_accuracy"] >= scratch + MARGIN
-        assert target["feature extraction", seed]["test_accuracy"] >= scratch + MARGIN
+    out, (pretraining, scratch, fine_tuned) = transfer_table
+    assert (pretraining["run"], scratch["run"], fine_tuned["run"]) == ("pretraining", "scratch", "fine-tuned")
+    assert pretraining["test_samples"] == 1600 and pretraining["test_accuracy"] > 0.3  # 8 classes: chance 0.125
+    assert scratch["test_samples"] == fine_tuned["test_samples"] == 1000  # the whole cats-vs-dogs test split
+    assert fine_tuned["test_accuracy"] >= scratch["test_accuracy"] + MARGIN
+    # The same budget: only the starting weights and the learning rate differ.
+    configs = [json.loads((out / f"{name}-0" / "config.json").read_text()) for name in ("scratch", "fine-tuned")]
+    same = ("data", "epochs", "batch_size", "seed", "image_size", "augment", "validation_fraction", "patience")
+    assert [{key: config[key] for key in same} for config in configs] == [{key: configs[0][key] for key in same}] * 2
+    assert configs[0]["augment"] and configs[0]["epochs"] == 10 and configs[0]["image_size"] == 48
 
 
 @pytest.mark.slow
 def test_the_script_again_reuses_its_runs(transfer_table, capsys):
     out, rows = transfer_table
     finished = {path: path.stat().st_mtime_ns for path in out.glob("*/metrics.json")}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", [str(SCRIPT), *BUDGET, "--out", str(out)])
-        runpy.run_path(str(SCRIPT), run_name="__main__")
+    assert len(finished) == len(rows) == 3
+    assert run_script(out) == rows
     assert {path: path.stat().st_mtime_ns for path in out.glob("*/metrics.json")} == finished
-    assert len(finished) == len(rows) and json.loads((out / "transfer.json").read_text()) == rows
     assert "fine-tuned" in capsys.readouterr().out

@@ -67,8 +67,9 @@ def tape_loop(ctx: LoopContext) -> LoopResult:
 
     @tf.function(jit_compile=True)
     def train_stack(xs, ys, steps):  # the first `steps` of `stack` batches of one size; one XLA computation
-        for i in tf.range(steps):
-            step(xs[i], ys[i])
+        for i in tf.range(tf.shape(xs)[0]):  # a fixed trip count: a loop bound `steps` would recompile per value
+            if i < steps:
+                step(xs[i], ys[i])
 
     @tf.function
     def train_stacked(iterator, steps: int):  # a Python int: one trace for each count (two per run)
