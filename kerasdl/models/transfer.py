@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 LESSON = "Stage 3: Transfer learning (pretrained ResNet / EfficientNet / MobileNet, feature extraction, fine-tuning)"
 BACKBONE = "backbone"  # the nested backbone model's name: Grad-CAM and weight reuse find it by this name
 WEIGHT_CHOICES = "imagenet (needs a network), none (random initialization) or FILE (.keras or .weights.h5)"
-OFFLINE = {"weights": "none"}
+# Offline, the whole random network trains: a frozen random backbone learns nothing and, without learned
+# BatchNorm statistics, its activations span ranges that int8 cannot hold.
+OFFLINE = {"weights": "none", "fine_tune_layers": 1_000}
 SCRATCH_BN_MOMENTUM = 0.9  # a backbone trained from scratch: statistics that settle in tens of steps, not thousands
 
 
