@@ -230,7 +230,9 @@ MARGIN = 0.04
 def run_script(out: Path) -> list[dict]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", [str(SCRIPT), *BUDGET, "--out", str(out)])
-        runpy.run_path(str(SCRIPT), run_name="__main__")
+        with pytest.raises(SystemExit) as finished:  # the script ends with raise SystemExit(main())
+            runpy.run_path(str(SCRIPT), run_name="__main__")
+    assert finished.value.code == 0
     return json.loads((out / "transfer.json").read_text())
 
 
