@@ -25,6 +25,7 @@ from kerasdl.registry import model_specs
 pytest_plugins = ["export_fixtures"]
 
 MODELS = [spec.name for spec in model_specs()]
+TRAINED_NETWORKS = {spec.name for spec in model_specs() if not spec.offline_params}  # see test_export.py
 EDGE_FORMATS = [name for name, export in FORMATS.items() if export.artifact != "saved_model"]
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "export" / "runner.py"
@@ -80,7 +81,7 @@ def test_the_blocker_blocks(blocked_python):
         assert result.returncode != 0 and f"{module} is blocked" in result.stderr
 
 
-def check_predictions(stdout: str, run, fmt: str) -> None:
+def check_predictions(stdout: str, run, fmt: str, model: str) -> None:
     """The runner's JSON (top-k over all classes) vs the Keras model on the same samples."""
     predictions = json.loads(stdout)["predictions"]
     probabilities = np.zeros_like(run.keras_logits[:SAMPLES])
@@ -90,8 +91,10 @@ def check_predictions(stdout: str, run, fmt: str) -> None:
     if FORMATS[fmt].quantization is None:  # float32: the same classes with the same probabilities
         np.testing.assert_allclose(probabilities, softmax(run.keras_logits[:SAMPLES]), atol=1e-5)
         assert agreement == 1.0
-    else:
+    elif model in TRAINED_NETWORKS:  # quantized: a trained network keeps its classes
         assert agreement >= 0.9
+    else:
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -105,7 +108,7 @@ def test_a_copied_runner_runs_every_edge_format_without_tensorflow_keras_or_kera
         args = [str(export.artifact), "--input", str(raw_inputs(model)), "--json", "--top-k", str(num_classes)]
         result = blocked_python([str(runner), *args], blocked="tensorflow,keras,kerasdl")
         assert result.returncode == 0, result.stderr
-        check_predictions(result.stdout, trained_run(model), fmt)
+        check_predictions(result.stdout, trained_run(model), fmt, model)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -116,9 +119,15 @@ def test_kerasdl_infer_runs_without_tensorflow(blocked_python, exported, trained
         result = blocked_python(["-m", "kerasdl", "infer", str(export.artifact), "--input", str(raw_inputs(model))])
         assert result.returncode == 0, result.stderr
         lines = result.stdout.strip().splitlines()
-        assert len(lines) == SAMPLES
-        best = class_names[int(trained_run(model).keras_logits[0].argmax())]
-        assert lines[0].startswith(f"sample 0: {best} (")  # the Keras model's class, named
+        assert [line.split(":")[0] for line in lines] == [f"sample {i}" for i in range(SAMPLES)]
+        named = [line.split(": ", 1)[1].split(" (")[0] for line in lines]
+        assert set(named) <= set(class_names)
+        keras_named = [class_names[i] for i in trained_run(model).keras_logits[:SAMPLES].argmax(axis=1)]
+        agreement = np.mean(np.array(named) == np.array(keras_named))  # the Keras model's classes, named
+        if FORMATS[fmt].quantization is None:
+            assert agreement == 1.0
+        elif model in TRAINED_NETWORKS:
+            assert agreement >= 0.9
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -45,7 +45,7 @@ class DataBundle(ABC):
 
     def sample_indices(self, split: str, count: int, seed: int | None = None) -> np.ndarray:
         """Sorted indices of `count` samples of the split: the first ones, or a seeded random choice."""
-        size = self.info.split_sizes[self._checked(split)]
+        size = len(self.labels(split))  # the data itself, not info.split_sizes, which callers may leave empty
         order = np.arange(size) if seed is None else np.random.default_rng(seed).permutation(size)
         return np.sort(order[:count])
 

@@ -25,7 +25,7 @@ from kerasdl.evaluation.metrics import predict_logits
 from kerasdl.export.edge_model import edge_model
 from kerasdl.export.errors import ExportError
 from kerasdl.export.formats import DEFAULT_LATENCY_RUNS, DEFAULT_REPRESENTATIVE_SAMPLES, ExportFormat, export_format
-from kerasdl.export.onnx import onnx_op_counts, write_onnx
+from kerasdl.export.onnx import convert_saved_model, onnx_op_counts
 from kerasdl.export.parity import parity
 from kerasdl.export.saved_model import OUTPUT_NAME, SIGNATURE, input_spec, saved_model_logits, write_saved_model
 from kerasdl.export.tflite import convert, op_counts, operators
@@ -170,14 +170,15 @@ def _write_artifact(
     if export.name == "savedmodel":
         write_saved_model(edge, artifact, signature_input)
         return {"builtin_ops_only": None}
-    if export.name == "onnx":
-        write_onnx(edge, artifact, signature_input)
-        ops, standard = onnx_op_counts(artifact)
-        return {"builtin_ops_only": standard, "ops": ops}
     with tempfile.TemporaryDirectory() as tmp:
-        write_saved_model(edge, Path(tmp) / "saved_model", signature_input)
+        saved_model = Path(tmp) / "saved_model"
+        write_saved_model(edge, saved_model, signature_input)
+        if export.name == "onnx":
+            convert_saved_model(saved_model, artifact)
+            ops, standard = onnx_op_counts(artifact)
+            return {"builtin_ops_only": standard, "ops": ops}
         flatbuffer = convert(
-            Path(tmp) / "saved_model",
+            saved_model,
             fmt=export.name,
             quantization=export.quantization,
             representative=representative,

@@ -61,7 +61,7 @@ FORMATS: dict[str, ExportFormat] = {
                      QUANTIZED_TARGETS, "dynamic-range"),
         ExportFormat("tflite-int8", "model.tflite", "LiteRT, full integer: int8 weights, activations, input, output",
                      QUANTIZED_TARGETS, "int8"),
-        ExportFormat("onnx", "model.onnx", "ONNX (tf2onnx through keras model.export), for onnxruntime",
+        ExportFormat("onnx", "model.onnx", "ONNX (tf2onnx from the SavedModel), for onnxruntime",
                      FLOAT32_TARGETS),
     )
 }
