@@ -15,7 +15,8 @@ What prints what (measured on TF 2.21, a CPU-only Linux machine) and how each is
   device visibility: CUDA_VISIBLE_DEVICES is not touched, and a GPU machine prints none of these lines.
 * `WARNING:tensorflow:5 out of the last 7 calls to <function ...> triggered tf.function retracing`:
   Python logging (logger "tensorflow"), expected when `kerasdl tune` builds one model per trial; a filter
-  on that logger drops it, and every other TensorFlow warning still shows.
+  on that logger drops it, and every other TensorFlow warning still shows. The same filter drops the
+  TensorFlow 1 deprecation notices tf2onnx's graph freezing triggers on every `kerasdl export --format onnx`.
 * `INFO: Created TensorFlow Lite XNNPACK delegate for CPU.` and `fully_quantize: 0, inference_type: ...`:
   LiteRT / the TFLite converter, printed directly to stderr while `kerasdl export` and `kerasdl infer`
   run a model; those commands run that step inside `filtered_stderr()`.
@@ -50,6 +51,8 @@ NOISE = tuple(
         r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$",
         r"^fully_quantize: \d+, inference_type: \d+, input_inference_type: \w+, output_inference_type: \w+$",
         r"triggered tf\.function retracing\. Tracing is expensive",
+        r"^From .*/tf2onnx/.*: .* is deprecated and will be removed in a future version\.",
+        r"^From .*/convert_to_constants\.py:\d+: extract_sub_graph .* is deprecated and will be removed",
     )
 )
 

@@ -8,12 +8,9 @@ signature's names: input as the keras.Input, output `logits`.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
 
 import onnx
 
@@ -24,7 +21,8 @@ STANDARD_DOMAINS = ("", "ai.onnx")  # the default operator set; anything else ne
 
 def convert_saved_model(saved_model: Path, path: Path) -> None:
     """Write the SavedModel's serving signature to `path` as ONNX."""
-    with _converter_warnings_off():
+    with warnings.catch_warnings():  # tf2onnx's numpy-2 shim warns about np.object on every export
+        warnings.simplefilter("ignore", FutureWarning)
         import tf2onnx
         from tf2onnx import tf_loader
 
@@ -34,23 +32,6 @@ def convert_saved_model(saved_model: Path, path: Path) -> None:
         tf2onnx.convert.from_graph_def(
             graph_def, input_names=inputs, output_names=outputs, tensors_to_rename=renames, output_path=str(path)
         )
-
-
-@contextlib.contextmanager
-def _converter_warnings_off() -> Iterator[None]:
-    """tf2onnx's numpy-2 shim warns about np.object, and its TF1-style freezing logs TensorFlow deprecation
-    notices on every export: none of it is the user's to act on."""
-    loggers = [logging.getLogger(name) for name in ("tensorflow", "tf2onnx")]
-    levels = [logger.level for logger in loggers]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        for logger in loggers:
-            logger.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            for logger, level in zip(loggers, levels):
-                logger.setLevel(level)
 
 
 def onnx_op_counts(path: Path) -> tuple[dict[str, int], bool]:
