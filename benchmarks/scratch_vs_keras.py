@@ -31,6 +31,7 @@ from kerasdl.data import DatasetInfo
 from kerasdl.models.mlp import build_mlp
 from kerasdl.scratch import MLP, Adam, train
 from kerasdl.training.config import TrainConfig
+from kerasdl.tasks import get_task
 from kerasdl.training.loops import compile_model
 
 HIDDEN, CLASSES, BATCH = (128, 64), 10, 64
@@ -58,7 +59,7 @@ def keras_epoch(
     keras.utils.set_random_seed(0)
     model = build_mlp(DatasetInfo("random", (n_features,), CLASSES, tuple(map(str, range(CLASSES)))), HIDDEN)
     config = TrainConfig("mlp", steps_per_execution=steps_per_execution, jit_compile=jit_compile)
-    compile_model(model, config, steps_per_epoch=len(x) // BATCH)
+    compile_model(model, config, steps_per_epoch=len(x) // BATCH, task=get_task("classification"))
     return partial(model.fit, x, y, batch_size=BATCH, epochs=1, verbose=0)
 
 

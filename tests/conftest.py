@@ -55,3 +55,25 @@ def accuracy_run(trained):
     from kerasdl.training import TrainConfig
 
     return lambda name, loop="fit": trained(TrainConfig(name, loop=loop, **ACCURACY_BUDGETS[name]))
+
+
+# What the classifier export tests (test_export.py, test_edge_runner.py) cover. Other tasks' models test their
+# export in their own files, in their task's terms. The ImageNet backbones, which train here only from random
+# weights (see export_fixtures), export to the formats where they differ from the small networks: float32
+# TFLite and ONNX (conversion of their layers) and int8 (that a miss is reported); fp16, dynamic range and the
+# SavedModel artifact are the same code path as for the trained networks, and each backbone export costs a minute.
+BACKBONE_FORMATS = ("tflite", "tflite-int8", "onnx")
+
+
+def classifiers() -> list[str]:
+    from kerasdl.registry import model_specs
+
+    return [spec.name for spec in model_specs() if spec.task == "classification"]
+
+
+def formats_for(model: str) -> list[str]:
+    """The export formats the tests check for `model`."""
+    from kerasdl.export.formats import FORMATS
+    from kerasdl.registry import model_spec
+
+    return list(BACKBONE_FORMATS if model_spec(model).offline_params else FORMATS)

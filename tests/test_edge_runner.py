@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import classifiers, formats_for
 from kerasdl.cli import main
 from kerasdl.edge.runner import EdgeModel, softmax
 from kerasdl.export.formats import FORMATS
-from kerasdl.registry import model_specs
+from kerasdl.registry import model_spec
 
 pytest_plugins = ["export_fixtures"]
 
-MODELS = [spec.name for spec in model_specs()]
-TRAINED_NETWORKS = {spec.name for spec in model_specs() if not spec.offline_params}  # see test_export.py
-EDGE_FORMATS = [name for name, export in FORMATS.items() if export.artifact != "saved_model"]
+MODELS = classifiers()
+TRAINED_NETWORKS = {name for name in MODELS if not model_spec(name).offline_params}  # see test_export.py
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "export" / "runner.py"
 SAMPLES = 40
@@ -102,7 +102,7 @@ def test_a_copied_runner_runs_every_edge_format_without_tensorflow_keras_or_kera
     blocked_python, exported, trained_run, raw_inputs, tmp_path, model
 ):
     runner = Path(shutil.copy(RUNNER, tmp_path / "runner.py"))  # the file a user copies to a device
-    for fmt in EDGE_FORMATS:
+    for fmt in (fmt for fmt in formats_for(model) if FORMATS[fmt].artifact != "saved_model"):
         export = exported(model, fmt)
         num_classes = len(trained_run(model).keras_logits[0])
         args = [str(export.artifact), "--input", str(raw_inputs(model)), "--json", "--top-k", str(num_classes)]

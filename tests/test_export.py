@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import classifiers, formats_for
 from kerasdl.cli import main
 from kerasdl.data import ArrayBundle, DatasetInfo
 from kerasdl.errors import UnknownNameError
@@ -22,19 +23,18 @@ from kerasdl.export.exporter import export_model, export_run
 from kerasdl.export.formats import FORMATS
 from kerasdl.export.saved_model import input_spec, write_saved_model
 from kerasdl.export.tflite import op_counts, operators
-from kerasdl.registry import model_specs
+from kerasdl.registry import model_spec
 
 pytest_plugins = ["export_fixtures"]
 
-MODELS = [spec.name for spec in model_specs()]
+MODELS = classifiers()
 # What int8 keeps is a property of trained weights. Offline, the ImageNet backbones have none and their test
 # run stays near chance (ResNet50 int8 then drops 0.05-0.07), so for them it is measured and reported only.
-TRAINED_NETWORKS = {spec.name for spec in model_specs() if not spec.offline_params}
+TRAINED_NETWORKS = {name for name in MODELS if not model_spec(name).offline_params}
 TFLITE_FORMATS = [name for name, f in FORMATS.items() if f.is_tflite]
 
 
-@pytest.mark.parametrize("fmt", list(FORMATS))
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(("model", "fmt"), [(model, fmt) for model in MODELS for fmt in formats_for(model)])
 def test_every_model_exports_to_every_format_within_parity_targets(exported, trained_run, model, fmt):
     export = exported(model, fmt)
     report, parity = export.report, export.report["parity"]
@@ -56,8 +56,9 @@ def test_every_model_exports_to_every_format_within_parity_targets(exported, tra
     assert f"{fmt}: {export.artifact}" in export.stdout and "report:" in export.stdout
 
 
-@pytest.mark.parametrize("fmt", [*TFLITE_FORMATS, "onnx"])
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(
+    ("model", "fmt"), [(model, fmt) for model in MODELS for fmt in formats_for(model) if fmt != "savedmodel"]
+)
 def test_edge_artifacts_use_builtin_ops_only(exported, model, fmt):
     export = exported(model, fmt)
     assert export.report["builtin_ops_only"] is True
@@ -88,7 +89,7 @@ def test_int8_artifact_takes_and_gives_int8_with_recorded_scale_and_zero_point(e
 def test_preprocessing_travels_with_every_artifact(exported, trained_run, model):
     config = json.loads((trained_run(model).path / "config.json").read_text())
     info = config["dataset"]
-    for fmt in FORMATS:
+    for fmt in formats_for(model):
         spec = json.loads((exported(model, fmt).folder / "preprocessing.json").read_text())
         assert spec["input"]["shape"] == info["input_shape"]
         assert (spec["input"]["scale"], spec["input"]["offset"]) == (info["scale"], info["offset"])

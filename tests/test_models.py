@@ -8,6 +8,7 @@ import pytest
 from kerasdl.data import DatasetInfo
 from kerasdl.errors import UnknownNameError
 from kerasdl.registry import model_spec, model_specs
+from kerasdl.tasks import get_task
 
 DIGITS = DatasetInfo("digits", (8, 8, 1), 10, tuple("0123456789"))
 MNIST = DatasetInfo("mnist", (28, 28, 1), 10, tuple("0123456789"))
@@ -19,6 +20,7 @@ def test_every_model_has_its_metadata():
     for spec in specs:
         assert spec.family and spec.task and spec.lesson and spec.summary
         assert spec.default_data
+        assert get_task(spec.task).name == spec.task  # every task a model names is registered
 
 
 def test_unknown_model_lists_known_ones():

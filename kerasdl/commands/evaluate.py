@@ -17,14 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_run_dir(args.run_dir)  # before TensorFlow is imported
     check_data(args.data)
-    from kerasdl.evaluation.report import evaluate_run, format_report
+    from kerasdl.evaluation.report import evaluate_run, format_report, headline
 
     metrics, run_dir = evaluate_run(args.run_dir, args.data)
     name = metrics["data"]
-    print(
-        f"{run_dir.path} on {name}: test accuracy {metrics['test_accuracy']:.4f}, "
-        f"test loss {metrics['test_loss']:.4f} ({metrics['test_samples']} samples)"
-    )
+    print(f"{run_dir.path} on {name}: test {headline(metrics)} ({metrics['test_samples']} samples)")
     print(format_report(metrics))
     print(f"written: {run_dir.path / f'evaluation_{name}.json'}, plots in {run_dir.plots_dir}")
     return 0

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     check_run_dir(args.run_dir)  # before TensorFlow is imported
     from kerasdl.export.exporter import export_run
     from kerasdl.quiet import filtered_stderr
+    from kerasdl.tasks import get_task
 
     # The TFLite converter and LiteRT print lines of their own (kerasdl.quiet.NOISE); --verbose keeps them.
     with filtered_stderr(enabled=not getattr(args, "verbose", False)):
@@ -47,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
     report, measured = result.report, result.report["parity"]
     ops = {True: ", builtin ops only", False: ", NOT builtin ops only", None: ""}[report["builtin_ops_only"]]
     print(f"{report['format']}: {result.artifact} ({report['bytes']:,} bytes{ops})")
+    summary = get_task(report["task"]).parity_summary(measured)
     print(
-        f"parity on {measured['samples']} test samples: max |logit diff| {measured['max_abs_diff']:.3g}, "
-        f"top-1 agreement {measured['top1_agreement']:.2%}, accuracy {measured['accuracy']:.4f} "
-        f"(Keras {measured['keras_accuracy']:.4f}); batch-1 latency {report['latency_ms_batch1']:.3f} ms"
+        f"parity on {measured['samples']} test samples: {summary}; "
+        f"batch-1 latency {report['latency_ms_batch1']:.3f} ms"
     )
     if not report["targets"]["met"]:
         print(f"warning: parity targets missed: {'; '.join(report['targets']['failures'])}")

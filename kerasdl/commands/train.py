@@ -19,6 +19,7 @@ from kerasdl.commands import (
 )
 
 MODEL_FLAGS = ("dropout", "l1", "l2", "batch_norm", "weights", "fine_tune_layers")  # builder keyword arguments
+TASK_FLAGS = ("noise", "held_out_class", "classifier_run")  # the task's options (TrainConfig.task_params)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,6 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     regularization.add_argument(
         "--batch-norm", action="store_true", default=None, help="batch normalization in each hidden layer"
     )
+    task = parser.add_argument_group("task options (autoencoders, GANs; see `kerasdl list` for each model's task)")
+    task.add_argument("--noise", type=non_negative_float, help="reconstruction: denoise inputs with this Gaussian stddev")
+    task.add_argument("--held-out-class", help="reconstruction: leave this class out of training, score it as anomaly")
+    task.add_argument("--classifier-run", help="generation: a cnn-mnist run whose features measure the Frechet distance")
     parser.set_defaults(run=run)
 
 
@@ -69,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     check_model(args.model)  # before TensorFlow is imported: a typo is reported at once
     check_data(args.data)
 
-    from kerasdl.evaluation.report import format_report
+    from kerasdl.evaluation.report import format_report, headline
     from kerasdl.training import TrainConfig, train
 
     config = TrainConfig(
@@ -87,14 +92,14 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         augment=args.augment,
         model_params={flag: getattr(args, flag) for flag in MODEL_FLAGS if getattr(args, flag) is not None},
+        task_params={flag: getattr(args, flag) for flag in TASK_FLAGS if getattr(args, flag) is not None},
         jit_compile=False if args.no_jit else None,
     )
     result = train(config, out=args.out, overwrite=args.overwrite, verbose=progress_verbosity(args.quiet))
     m = result.metrics
     print(
         f"{m['model']} on {m['data']} ({m['loop']} loop, {m['epochs']} epochs): "
-        f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f}, "
-        f"{m['train_samples_per_second']:.0f} samples/s"
+        f"test {headline(m)}, {m['train_samples_per_second']:.0f} samples/s"
     )
     print(format_report(m))
     print(f"run directory: {result.run.path}")

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-trials", type=positive_int, default=10, help="trials at most (default 10)")
     parser.add_argument("--epochs", type=positive_int, default=10, help="epochs per trial (Hyperband: at most)")
     parser.add_argument("--data", help="data set name (default: the model's)")
-    parser.add_argument("--objective", default="val_accuracy", help="logged metric to optimize (default val_accuracy)")
+    parser.add_argument("--objective", help="logged metric to optimize (default: the task's, val_accuracy for classifiers)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="output folder (default: runs/tune-MODEL-DATA-TUNER)")
     parser.add_argument("--overwrite", action="store_true", help="start the search over instead of resuming it")

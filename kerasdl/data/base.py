@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Union
+from typing import Any, Callable, Protocol, Union
 
 import numpy as np
 
@@ -61,7 +61,14 @@ class DatasetInfo:
         return asdict(self)
 
 
-Loader = Callable[[Path], Union[RawSplits, ImageFiles]]
+class BundleSource(Protocol):
+    """What a source of another kind of data returns (images with masks, images with boxes): it splits and
+    prepares itself into its own `DataBundle`."""
+
+    def bundle(self, name: str, *, validation_fraction: float, seed: int, image_size: int | None) -> Any: ...
+
+
+Loader = Callable[[Path], Union[RawSplits, ImageFiles, BundleSource]]
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,8 @@ def load(
         )
     source = _source(name)
     raw = source.load(data_root())
+    if not isinstance(raw, (RawSplits, ImageFiles)):  # a BundleSource: masks, boxes... split their own way
+        return raw.bundle(name, validation_fraction=validation_fraction, seed=seed, image_size=image_size)
     if isinstance(raw, ImageFiles):
         size = image_size or source.image_size or DEFAULT_IMAGE_SIZE
         return _image_bundle(name, raw, source.max_value, source.augmentation, size, validation_fraction, seed)

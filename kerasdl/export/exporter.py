@@ -1,8 +1,10 @@
 """Export a run to one format: the artifact, `preprocessing.json` beside it, and the `export.json` report.
 
-Every format starts from the same edge model (see edge_model) and is measured the same way: its logits on
-the test split against the original Keras model's, its test accuracy, its bytes, and the mean latency of
-a single-sample call in the runtime a device uses (the TF-free runner for .tflite and .onnx).
+Every format starts from the same edge model: the part of the model its task ships (a classifier, a GAN's
+generator...), adapted for builtin-op conversion (see edge_model). Each is measured the same way: its outputs
+on the task's held-out inputs against the Keras model's, in the task's own terms (top-1 agreement, mask
+agreement, box IoU...), its bytes, and the mean latency of a single-sample call in the runtime a device
+uses (the TF-free runner for .tflite and .onnx).
 """
 
 from __future__ import annotations
@@ -19,17 +21,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasdl.data import DataBundle, DatasetInfo
+from kerasdl.data import DataBundle
 from kerasdl.edge.runner import PREPROCESSING_FILE, EdgeModel, mean_latency_ms
-from kerasdl.evaluation.metrics import predict_logits
 from kerasdl.export.edge_model import edge_model
 from kerasdl.export.errors import ExportError
 from kerasdl.export.formats import DEFAULT_LATENCY_RUNS, DEFAULT_REPRESENTATIVE_SAMPLES, ExportFormat, export_format
 from kerasdl.export.onnx import convert_saved_model, onnx_op_counts
-from kerasdl.export.parity import parity
 from kerasdl.export.saved_model import OUTPUT_NAME, SIGNATURE, input_spec, saved_model_logits, write_saved_model
 from kerasdl.export.tflite import convert, op_counts, operators
 from kerasdl.registry import model_spec
+from kerasdl.tasks import get_task, predict
 from kerasdl.training.run_dir import RunDirectory
 from kerasdl.training.train import load_for
 
@@ -69,8 +70,6 @@ def export_run(
     model_path = run.require_model()
     config = run.read_config()
     spec = model_spec(config["model"])  # also imports the model modules, so custom layers deserialize
-    if spec.task != "classification":
-        raise ExportError(f"edge export handles classification models; {spec.name!r} is a {spec.task} model")
     try:
         model = keras.saving.load_model(model_path, safe_mode=True)
     except (OSError, ValueError) as err:
@@ -81,6 +80,7 @@ def export_run(
         data,
         fmt,
         Path(out) if out else default_out(run.path, fmt),
+        task=spec.task,
         family=spec.family,
         source={"run_dir": str(run.path.resolve()), "model": spec.name, "data": data.info.name},
         representative_samples=representative_samples,
@@ -95,35 +95,45 @@ def export_model(
     fmt: str,
     out: Path,
     *,
+    task: str = "classification",
     family: str = "",
     source: dict[str, Any] | None = None,
     representative_samples: int = DEFAULT_REPRESENTATIVE_SAMPLES,
     seed: int = 0,
     latency_runs: int = DEFAULT_LATENCY_RUNS,
 ) -> ExportResult:
-    """Convert `model` to `fmt` in folder `out` and measure it against `model` on `data`'s test split."""
+    """Convert the part of `model` that `task` ships to `fmt` in folder `out`, and measure it against the
+    Keras model on the task's held-out inputs."""
     export = export_format(fmt)
-    signature_input = input_spec(model, data.info.input_shape)
-    edge = edge_model(model, data.info, family)
+    job = get_task(task)
+    part = job.edge_part(model)
+    signature_input = input_spec(part, job.signature_shape(part, data.info))
+    edge = edge_model(part, data.info, family)
     out.mkdir(parents=True, exist_ok=True)
     artifact = out / export.artifact
     _remove(artifact)
     representative = None
     if export.quantization == "int8":
-        representative = _representative_inputs(data, representative_samples, seed)
+        if representative_samples < 1:
+            raise ExportError(f"representative-samples must be >= 1, got {representative_samples}")
+        representative = job.sample_inputs(part, data, "train", representative_samples, seed)
     details = _write_artifact(edge, export, artifact, signature_input, representative)
-    (out / PREPROCESSING_FILE).write_text(json.dumps(preprocessing_spec(data.info, signature_input), indent=2) + "\n")
+    preprocessing = job.preprocessing(data.info, signature_input.name, signature_input.dtype.name,
+                                      tuple(signature_input.shape[1:]))
+    (out / PREPROCESSING_FILE).write_text(json.dumps(preprocessing, indent=2) + "\n")
 
-    logits, io, runtime = _runtime(export, artifact, signature_input.name)
+    run_artifact, io, runtime = _runtime(export, artifact, signature_input.name)
     reference, outputs = [], []
-    for x in data.batches("test", PARITY_BATCH):  # a batch at a time: a split of photos is never held whole
-        reference.append(predict_logits(model, x))
-        outputs.append(logits(x))
-    measured = parity(np.concatenate(reference), np.concatenate(outputs), data.labels("test"))
-    failures = export.targets.failures(measured)
+    for x in job.export_batches(part, data, PARITY_BATCH):  # a batch at a time: photos are never held whole
+        reference.append(predict(part, x))
+        outputs.append(run_artifact(x))
+    measured = job.parity(np.concatenate(reference), np.concatenate(outputs), data)
+    targets = job.targets(export.quantization)
+    failures = targets.failures(measured)
     report = {
         "format": export.name,
         "description": export.description,
+        "task": job.name,
         "artifact": artifact.name,
         "bytes": _bytes(artifact),
         **details,
@@ -131,32 +141,15 @@ def export_model(
         "quantization": _quantization(export, representative),
         "source": source or {"model": model.name, "data": data.info.name},
         "parity": {"split": "test", **measured},
-        "targets": {**{k: v for k, v in asdict(export.targets).items() if v is not None}, "met": not failures,
-                    "failures": failures},
-        "latency_ms_batch1": round(mean_latency_ms(logits, data.take("test", 1), runs=latency_runs), 4),
+        "targets": {**targets.to_json(), "met": not failures, "failures": failures},
+        "latency_ms_batch1": round(
+            mean_latency_ms(run_artifact, job.sample_inputs(part, data, "test", 1, 0), runs=latency_runs), 4
+        ),
         "latency_runs": latency_runs,
         "runtime": runtime,
     }
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     return ExportResult(artifact, report)
-
-
-def preprocessing_spec(info: DatasetInfo, signature_input: tf.TensorSpec) -> dict[str, Any]:
-    """What the runner needs to go from raw pixels to model inputs and from logits to class names."""
-    return {
-        "input": {
-            "kind": "image",
-            "name": signature_input.name,
-            "shape": list(info.input_shape),
-            "dtype": signature_input.dtype.name,
-            "scale": info.scale,
-            "offset": info.offset,
-            "pixel_max": info.pixel_max,
-        },
-        "output": "logits",
-        "class_names": list(info.class_names),
-        "data": info.name,
-    }
 
 
 def _write_artifact(
@@ -191,20 +184,13 @@ def _write_artifact(
 def _runtime(
     export: ExportFormat, artifact: Path, input_name: str
 ) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any], str]:
-    """`logits(batch)` as a device runs the artifact, its input/output description, and the runtime's name."""
+    """`outputs(batch)` as a device runs the artifact, its input/output description, and the runtime's name."""
     if export.name == "savedmodel":
         io = {"signature": SIGNATURE, "input": {"name": input_name}, "output": {"name": OUTPUT_NAME}}
         return saved_model_logits(artifact, input_name), io, f"tensorflow {metadata.version('tensorflow')}"
     runner = EdgeModel(artifact)
     package = "ai-edge-litert" if export.is_tflite else "onnxruntime"
     return runner.logits, runner.session.io, f"kerasdl runner, {package} {metadata.version(package)}"
-
-
-def _representative_inputs(data: DataBundle, samples: int, seed: int) -> np.ndarray:
-    """`samples` training inputs drawn without replacement (fixed by `seed`) to calibrate int8 ranges."""
-    if samples < 1:
-        raise ExportError(f"representative-samples must be >= 1, got {samples}")
-    return data.take("train", samples, seed=seed)
 
 
 def _quantization(export: ExportFormat, representative: np.ndarray | None) -> dict[str, Any] | None:

@@ -9,7 +9,8 @@ from kerasdl.errors import KerasdlError
 
 # A run may resume only under the same values of these; epochs or learning rate may change.
 RESUME_KEYS = (
-    "model", "data", "loop", "batch_size", "seed", "validation_fraction", "image_size", "augment", "model_params"
+    "model", "data", "loop", "batch_size", "seed", "validation_fraction", "image_size", "augment", "model_params",
+    "task_params",
 )
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 LR_SCHEDULES = ("constant", "cosine", "exponential")
@@ -35,6 +36,8 @@ class TrainConfig:
     augment: bool = True  # the data set's training augmentation (photos: flip, rotation, zoom, jitter), if any
     # Builder keyword arguments: dropout, l1, l2, batch_norm, units... (what the model's builder takes).
     model_params: dict[str, Any] = field(default_factory=dict)
+    # Options of the model's task (kerasdl.tasks): a denoising autoencoder's input noise, a held-out class...
+    task_params: dict[str, Any] = field(default_factory=dict)
     # Speed knobs that do not change what is computed: steps per tf.function call and XLA compilation.
     steps_per_execution: int = 32
     jit_compile: bool | None = None  # None: the model's default (registry), XLA where it measured faster

@@ -6,13 +6,13 @@ import json
 
 import keras
 
-from kerasdl.training.loops import LoopContext, LoopResult, compile_model, register_loop, standard_callbacks
+from kerasdl.training.loops import LoopContext, LoopResult, register_loop, standard_callbacks
 
 
 @register_loop("fit")
 def fit_loop(ctx: LoopContext) -> LoopResult:
     model = ctx.build_model()
-    compile_model(model, ctx.config, ctx.steps_per_epoch)
+    ctx.compile(model)
     backup_dir = ctx.run.checkpoints_dir / "backup"
     if ctx.resuming:
         ctx.run.truncate_history(_backed_up_epochs(backup_dir))

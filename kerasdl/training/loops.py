@@ -1,7 +1,8 @@
-"""Training loops by name, and what the fit and GradientTape loops share (optimizer, loss, callbacks).
+"""Training loops by name, and what the fit and GradientTape loops share (optimizer, compile, callbacks).
 
 A loop is a function `(LoopContext) -> LoopResult` that trains the model, writing `history.csv` and
 resume state into the run directory. `kerasdl.training.train` does the rest (evaluation, plots, metrics).
+What the model learns (data pairs, loss, metrics, the GradientTape step) comes from its task (kerasdl.tasks).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import keras
 from kerasdl.data import DataBundle, DatasetInfo
 from kerasdl.errors import KerasdlError, TrainingError, UnknownNameError
 from kerasdl.registry import ModelSpec
+from kerasdl.tasks import Task, get_task
 from kerasdl.training.config import TrainConfig
 from kerasdl.training.run_dir import RunDirectory
 
@@ -44,21 +46,30 @@ class LoopContext:
     callbacks: list[keras.callbacks.Callback] = field(default_factory=list)
     verbose: int | str = "auto"
 
+    @property
+    def task(self) -> Task:
+        return get_task(self.spec.task)
+
     def build_model(self) -> keras.Model:
         return build_model(self.spec, self.data.info, self.config)
+
+    def compile(self, model: keras.Model) -> None:
+        compile_model(model, self.config, self.steps_per_epoch, self.task)
 
     @property
     def steps_per_epoch(self) -> int:
         return steps_per_epoch(self.data.info, self.config)
 
     def train_dataset(self):
-        """Training batches: reshuffled each epoch (seeded), augmented when the data set and config say so."""
-        return self.data.dataset(
+        """Training pairs: reshuffled each epoch (seeded), augmented when the data set and config say so."""
+        batches = self.data.dataset(
             "train", self.config.batch_size, shuffle_seed=self.config.seed, augment=self.config.augment
         )
+        return self.task.pairs(batches, training=True, params=self.config.task_params, seed=self.config.seed)
 
     def validation_dataset(self):
-        return self.data.dataset("validation", self.config.batch_size)
+        batches = self.data.dataset("validation", self.config.batch_size)
+        return self.task.pairs(batches, training=False, params=self.config.task_params, seed=self.config.seed)
 
 
 @dataclass(frozen=True)
@@ -91,11 +102,6 @@ def get_loop(name: str) -> Loop:
     return _LOOPS[name]
 
 
-def make_loss() -> keras.losses.Loss:
-    """Cross-entropy on logits, as the curriculum's nn.CrossEntropyLoss (multi-class, not binary)."""
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     """The curriculum's optimizers (SGD, SGD with momentum 0.9, RMSProp, Adam), schedule and clipping."""
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
@@ -114,11 +120,11 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
     return keras.optimizers.Adam(**options)
 
 
-def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
-    model.compile(
-        optimizer=make_optimizer(config, steps_per_epoch),
-        loss=make_loss(),
-        metrics=["accuracy"],
+def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int, task: Task) -> None:
+    """Compile as the task says, with the config's optimizer and speed settings."""
+    task.compile(
+        model,
+        make_optimizer(config, steps_per_epoch),
         # Never more than an epoch: Keras's progress bar would count past the epoch's end.
         steps_per_execution=min(config.steps_per_execution, steps_per_epoch),
         jit_compile=config.jit_compile,
@@ -139,14 +145,16 @@ class StopOnNaN(keras.callbacks.Callback):
 
 def standard_callbacks(ctx: LoopContext) -> list[keras.callbacks.Callback]:
     """Callbacks both loops run, so both write the same history, checkpoints and TensorBoard logs."""
+    task = ctx.task
+    watch = {"monitor": task.monitor, "mode": task.monitor_mode}
+    stopping = [keras.callbacks.EarlyStopping(patience=ctx.config.patience, restore_best_weights=True, **watch)]
     return [
         StopOnNaN(),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=ctx.config.patience, restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(
-            ctx.run.checkpoints_dir / "best.keras", monitor="val_loss", save_best_only=True
-        ),
+        *(stopping if task.early_stopping else []),
+        keras.callbacks.ModelCheckpoint(ctx.run.checkpoints_dir / "best.keras", save_best_only=True, **watch),
         keras.callbacks.CSVLogger(str(ctx.run.history_path), append=ctx.resuming),
         keras.callbacks.TensorBoard(log_dir=str(ctx.run.logs_dir), write_graph=False),
+        *task.callbacks(ctx.config.task_params, ctx.run.plots_dir),
         *ctx.callbacks,
     ]
 

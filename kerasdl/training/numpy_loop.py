@@ -24,7 +24,7 @@ from kerasdl.scratch.layers import BatchNormalization, Dense, Dropout, Layer
 from kerasdl.scratch.mlp import Sequential
 from kerasdl.scratch.optimizers import Adam, GradientDescent, Momentum, RMSProp
 from kerasdl.scratch.regularizers import L1L2
-from kerasdl.training.loops import LoopContext, LoopResult, callback_list, compile_model, register_loop
+from kerasdl.training.loops import LoopContext, LoopResult, callback_list, register_loop
 
 # The config's optimizer names, built exactly as `make_optimizer` builds the Keras ones.
 OPTIMIZERS = {"sgd": GradientDescent, "momentum": partial(Momentum, momentum=0.9), "rmsprop": RMSProp, "adam": Adam}
@@ -103,7 +103,7 @@ def numpy_loop(ctx: LoopContext) -> LoopResult:
     # Keras never trains this model, but compiling attaches what the other loops' models carry: the
     # optimizer (whose learning rate TensorBoard logs; built, so model.keras holds its variables,
     # though not the NumPy optimizer's moments), the loss and the metrics.
-    compile_model(model, config, ctx.steps_per_epoch)
+    ctx.compile(model)
     model.optimizer.build(model.trainable_variables)
     network, pairs = numpy_twin(model, config.seed)
     optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)

@@ -1,9 +1,10 @@
 """`--loop tape`: the training loop written out with `tf.GradientTape`, resumable with `tf.train.Checkpoint`.
 
-Forward, loss, gradients, `optimizer.apply_gradients` and the metric updates run in one XLA-compiled
-`tf.function`; an outer `tf.function` runs `steps_per_execution` of them per Python call, which is
-where the per-step overhead goes. It uses the same callbacks as `fit`, so both loops write the same
-history, checkpoints and logs.
+The task writes the step (`Task.train_step`: forward, loss, gradients, `optimizer.apply_gradients`; a GAN's
+two-player update with two tapes) and returns the batch's logs; this loop runs it in one XLA-compiled
+`tf.function`, averages the logs over the epoch, and runs `steps_per_execution` steps per Python call in an
+outer `tf.function`, which is where the per-step overhead goes. It uses the same callbacks as `fit`, so both
+loops write the same history, checkpoints and logs.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import shutil
 import keras
 import tensorflow as tf
 
-from kerasdl.training.loops import LoopContext, LoopResult, callback_list, compile_model, make_loss, register_loop
+from kerasdl.training.loops import LoopContext, LoopResult, callback_list, register_loop
 
 
 @register_loop("tape")
 def tape_loop(ctx: LoopContext) -> LoopResult:
     config = ctx.config
+    task = ctx.task
     model = ctx.build_model()
-    compile_model(model, config, ctx.steps_per_epoch)  # only to attach the optimizer; the loop below does the training
-    optimizer, loss_fn = model.optimizer, make_loss()
+    ctx.compile(model)  # only to attach the optimizer(s); the loop below does the training
+    optimizer = model.optimizer
     optimizer.build(model.trainable_variables)
 
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -32,18 +34,19 @@ def tape_loop(ctx: LoopContext) -> LoopResult:
         state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         ctx.run.truncate_history(int(epoch))
 
-    train_loss, train_accuracy = keras.metrics.Mean(), keras.metrics.SparseCategoricalAccuracy()
-    val_loss, val_accuracy = keras.metrics.Mean(), keras.metrics.SparseCategoricalAccuracy()
+    names = ("loss", *task.log_names)
+    train_logs = {name: keras.metrics.Mean(name=name) for name in names}
+    val_logs = {name: keras.metrics.Mean(name=f"val_{name}") for name in names}
+    task_train_step, task_test_step = task.train_step(model, optimizer), task.test_step(model)
+
+    def record(means, logs, x):
+        size = tf.shape(tf.nest.flatten(x)[0])[0]
+        for name, mean in means.items():
+            mean.update_state(logs[name], sample_weight=size)
 
     @tf.function(jit_compile=config.jit_compile)
     def train_step(x, y):
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = loss_fn(y, logits) + tf.add_n([0.0, *model.losses])
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        train_loss.update_state(loss, sample_weight=tf.shape(y)[0])
-        train_accuracy.update_state(y, logits)
+        record(train_logs, task_train_step(x, y), x)
 
     @tf.function
     def train_steps(iterator, steps):
@@ -52,9 +55,7 @@ def tape_loop(ctx: LoopContext) -> LoopResult:
 
     @tf.function(jit_compile=config.jit_compile)
     def eval_step(x, y):
-        logits = model(x, training=False)
-        val_loss.update_state(loss_fn(y, logits), sample_weight=tf.shape(y)[0])
-        val_accuracy.update_state(y, logits)
+        record(val_logs, task_test_step(x, y), x)
 
     callbacks = callback_list(ctx, model)
     train = ctx.train_dataset()
@@ -65,23 +66,17 @@ def tape_loop(ctx: LoopContext) -> LoopResult:
     callbacks.on_train_begin()
     for current in range(first_epoch, config.epochs):
         callbacks.on_epoch_begin(current)
-        for metric in (train_loss, train_accuracy, val_loss, val_accuracy):
-            metric.reset_state()
+        for mean in (*train_logs.values(), *val_logs.values()):
+            mean.reset_state()
         iterator = iter(train)
         for first in range(0, ctx.steps_per_epoch, config.steps_per_execution):
             steps = min(config.steps_per_execution, ctx.steps_per_epoch - first)
             train_steps(iterator, tf.constant(steps))
-            callbacks.on_train_batch_end(
-                first + steps - 1, {"loss": train_loss.result(), "accuracy": train_accuracy.result()}
-            )
+            callbacks.on_train_batch_end(first + steps - 1, {name: mean.result() for name, mean in train_logs.items()})
         for x, y in validation:
             eval_step(x, y)
-        logs = {
-            "accuracy": float(train_accuracy.result()),
-            "loss": float(train_loss.result()),
-            "val_accuracy": float(val_accuracy.result()),
-            "val_loss": float(val_loss.result()),
-        }
+        logs = {name: float(mean.result()) for name, mean in train_logs.items()}
+        logs |= {f"val_{name}": float(mean.result()) for name, mean in val_logs.items()}
         callbacks.on_epoch_end(current, logs)
         epoch.assign(current + 1)
         manager.save()  # last, as BackupAndRestore in the fit loop

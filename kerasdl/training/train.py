@@ -13,6 +13,7 @@ import keras
 from kerasdl.data import DataBundle, is_folder, load
 from kerasdl.errors import KerasdlError
 from kerasdl.registry import model_spec
+from kerasdl.tasks import Task, get_task
 from kerasdl.training.config import TrainConfig
 from kerasdl.training.loops import LoopContext, get_loop
 from kerasdl.training.run_dir import RunDirectory
@@ -31,14 +32,16 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 
 def load_for(config: TrainConfig | dict[str, Any], data: str | None = None) -> DataBundle:
-    """The data a run trains on (or `data` instead), split and sized as in its config (config.json too)."""
+    """The data a run trains on (or `data` instead), split and sized as in its config (config.json too), as
+    the model's task prepares it (e.g. without a held-out class)."""
     values = config.to_json() if isinstance(config, TrainConfig) else config
-    return load(
+    bundle = load(
         data or values["data"],
         validation_fraction=values["validation_fraction"],
         seed=values["seed"],
         image_size=values.get("image_size"),
     )
+    return get_task(model_spec(values["model"]).task).adapt_data(bundle, values.get("task_params", {}))
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
@@ -61,7 +64,6 @@ def train(
 ) -> RunResult:
     """Train `config.model`, resuming an interrupted run in the same directory; returns its test metrics."""
     from kerasdl.evaluation import plot_learning_curves
-    from kerasdl.evaluation.report import evaluate_model
 
     spec = model_spec(config.model)
     config = resolve(config)
@@ -79,12 +81,15 @@ def train(
 
     result.model.save(run.model_path)
     history = run.history_rows()
+    task = get_task(spec.task)
     metrics = {
         "model": spec.name,
+        "task": spec.task,
         "loop": config.loop,
-        **evaluate_model(result.model, data, plots_dir=run.plots_dir),
+        "data": data.info.name,
+        **evaluate(task, result.model, data, config.task_params, run.plots_dir),
         "epochs": len(history),
-        "best_epoch": 1 + min(range(len(history)), key=lambda i: float(history[i]["val_loss"])) if history else 0,
+        "best_epoch": best_epoch(history, task.monitor, task.monitor_mode),
         "resumed": resuming,
         "train_seconds": round(seconds, 3),
         "train_samples_per_second": round(result.epochs_run * data.info.split_sizes["train"] / seconds, 1),
@@ -92,3 +97,19 @@ def train(
     plot_learning_curves(history, run.plots_dir / "learning_curves.png")
     run.write_json(run.metrics_path, metrics)  # written last: its presence marks the run finished
     return RunResult(run, metrics, result.model)
+
+
+def evaluate(
+    task: Task, model: keras.Model, data: DataBundle, params: dict[str, Any], plots_dir: Path | None, suffix: str = ""
+) -> dict[str, Any]:
+    """The task's test metrics of `model` on `data`, after checking that the data fits the model."""
+    task.check_data(model, data)
+    return task.evaluate(model, data, params, plots_dir, suffix)
+
+
+def best_epoch(history: list[dict[str, str]], monitor: str, mode: str) -> int:
+    """The 1-based epoch with the best `monitor` value in history.csv (0 without history)."""
+    if not history or monitor not in history[0]:
+        return 0
+    values = [float(row[monitor]) for row in history]
+    return 1 + values.index(min(values) if mode == "min" else max(values))

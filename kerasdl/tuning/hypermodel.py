@@ -17,6 +17,7 @@ import keras_tuner
 from kerasdl.data import DataBundle
 from kerasdl.errors import KerasdlError
 from kerasdl.registry import ModelSpec
+from kerasdl.tasks import get_task
 from kerasdl.training.config import TrainConfig
 from kerasdl.training.loops import build_model, compile_model, steps_per_epoch
 
@@ -35,6 +36,7 @@ class RegistryHyperModel(keras_tuner.HyperModel):
             raise KerasdlError(f"model {spec.name!r} does not train with model.fit, which every trial uses")
         super().__init__(name=spec.name)
         self.spec, self.data, self.base = spec, data, base
+        self.task = get_task(spec.task)
 
     def config(self, hp: keras_tuner.HyperParameters) -> TrainConfig:
         """`base` with the search space's overrides for the values in `hp` (its defaults where unset)."""
@@ -57,14 +59,15 @@ class RegistryHyperModel(keras_tuner.HyperModel):
     def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any):
         """`model.fit` on the data's tf.data pipelines, with early stopping on val_loss as in `train`."""
         config = self.config(hp)
-        callbacks = [
-            *kwargs.pop("callbacks", []),
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
-        ]
+        stopping = keras.callbacks.EarlyStopping(
+            monitor=self.task.monitor, mode=self.task.monitor_mode, patience=config.patience
+        )
+        callbacks = [*kwargs.pop("callbacks", []), *([stopping] if self.task.early_stopping else [])]
         started = time.perf_counter()
+        train = self.data.dataset("train", config.batch_size, shuffle_seed=config.seed, augment=config.augment)
         history = model.fit(
-            self.data.dataset("train", config.batch_size, shuffle_seed=config.seed, augment=config.augment),
-            validation_data=self.data.dataset("validation", config.batch_size),
+            self._pairs(train, config, training=True),
+            validation_data=self._pairs(self.data.dataset("validation", config.batch_size), config, training=False),
             shuffle=False,
             callbacks=callbacks,
             **kwargs,
@@ -79,11 +82,15 @@ class RegistryHyperModel(keras_tuner.HyperModel):
         This also builds the search space's defaults, so a bad space fails here, before any trial.
         """
         model = self._compiled(dataclasses.replace(self.config(keras_tuner.HyperParameters()), jit_compile=False))
-        x, y = self.data.take("validation", 2), self.data.labels("validation")[:2]
-        logs = model.evaluate(x, y, return_dict=True, verbose=0)
+        config = self.config(keras_tuner.HyperParameters())
+        two = self._pairs(self.data.dataset("validation", 2).take(1), config, training=False)
+        logs = model.evaluate(two, return_dict=True, verbose=0)
         return {*logs, *(f"val_{name}" for name in logs)}
 
     def _compiled(self, config: TrainConfig) -> keras.Model:
         model = build_model(self.spec, self.data.info, config)  # seeded: same values, same initial weights
-        compile_model(model, config, steps_per_epoch(self.data.info, config))
+        compile_model(model, config, steps_per_epoch(self.data.info, config), self.task)
         return model
+
+    def _pairs(self, batches, config: TrainConfig, *, training: bool):
+        return self.task.pairs(batches, training=training, params=config.task_params, seed=config.seed)

@@ -55,7 +55,7 @@ def tune(
     tuner: str,
     *,
     max_trials: int = 10,
-    objective: str = "val_accuracy",
+    objective: str | None = None,
     out: str | Path | None = None,
     overwrite: bool = False,
     callbacks: list[keras.callbacks.Callback] | None = None,
@@ -66,7 +66,8 @@ def tune(
     `config` gives everything the search space does not set (model, data, seed, epochs, patience...);
     `callbacks` are added to every trial's `fit`. Raises `KerasdlError` before any trial for an unknown
     tuner, a model without a search space, a space that does not build, or an objective the model does
-    not log; and when `out` holds a search with other settings (unless `overwrite`).
+    not log; and when `out` holds a search with other settings (unless `overwrite`). The objective
+    defaults to the model's task's (val_accuracy for classifiers).
     """
     if tuner not in TUNERS:
         raise UnknownNameError("tuner", tuner, list(TUNERS))
@@ -74,6 +75,7 @@ def tune(
     spec = model_spec(config.model)
     data = load_for(config)
     hypermodel = RegistryHyperModel(spec, data, config)
+    objective = objective or hypermodel.task.objective
     logged = hypermodel.logged_metrics()
     if objective not in logged:
         raise KerasdlError(
@@ -135,7 +137,9 @@ def _make_tuner(
     out: Path,
     overwrite: bool,
 ) -> keras_tuner.Tuner:
-    options = dict(objective=objective, seed=config.seed, directory=str(out), project_name=PROJECT, overwrite=overwrite)
+    task = hypermodel.task
+    goal = keras_tuner.Objective(objective, task.objective_mode) if objective == task.objective else objective
+    options = dict(objective=goal, seed=config.seed, directory=str(out), project_name=PROJECT, overwrite=overwrite)
     if name != "hyperband":
         return TUNERS[name](hypermodel, max_trials=max_trials, **options)
     search = keras_tuner.Hyperband(hypermodel, max_epochs=config.epochs, **options)

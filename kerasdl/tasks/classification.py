@@ -1,0 +1,118 @@
+"""Classification: cross-entropy on logits, accuracy, the per-class report and plots, top-1 parity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from kerasdl.data import DataBundle
+from kerasdl.evaluation.metrics import TOP_K, classification_metrics, probabilities
+from kerasdl.evaluation.table import format_table
+from kerasdl.tasks.base import Bound, ParityTargets, Task, predict, register_task
+
+VISION_SAMPLES = 200  # test images the misclassified grid and Grad-CAM choose from
+MAX_PRINTED_MATRIX = 20  # classes; a larger confusion matrix is only in metrics.json and the plot
+FLOAT_TARGETS = ParityTargets((Bound("max_abs_diff", 1e-4), Bound("top1_agreement", 1.0, upper=False)))
+QUANTIZED_TARGETS = ParityTargets((Bound("accuracy_drop", 0.01),))
+
+
+class Classification(Task):
+    name = "classification"
+    main_metric = "test_accuracy"
+    higher_is_better = True
+    objective = "val_accuracy"
+    objective_mode = "max"
+    log_names = ("accuracy",)
+
+    def loss(self) -> keras.losses.Loss:
+        """Cross-entropy on logits, as the curriculum's nn.CrossEntropyLoss (multi-class, not binary)."""
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def metrics(self) -> list[Any]:
+        return ["accuracy"]
+
+    def batch_logs(self, targets, outputs):
+        import tensorflow as tf
+
+        predicted = tf.argmax(outputs, axis=-1, output_type=tf.int32)
+        return {"accuracy": tf.reduce_mean(tf.cast(predicted == tf.cast(targets, tf.int32), tf.float32))}
+
+    def evaluate(self, model, data: DataBundle, params, plots_dir: Path | None, suffix: str = "") -> dict[str, Any]:
+        """Accuracy, loss, per-class precision/recall/F1, ROC-AUC, confusion matrix; with `plots_dir` the
+        confusion matrix and ROC curves, and for images misclassified samples, filters and Grad-CAM."""
+        from kerasdl.evaluation.plots import plot_confusion_matrix, plot_roc_curves
+
+        y = data.labels("test")
+        logits = predict(model, data.dataset("test", 256))
+        metrics = classification_metrics(y, logits, data.info.class_names)
+        if plots_dir is not None:
+            names = metrics["class_names"]
+            plot_confusion_matrix(metrics["confusion_matrix"], names, plots_dir / f"confusion_matrix{suffix}.png")
+            plot_roc_curves(y, probabilities(logits), names, plots_dir / f"roc_curve{suffix}.png")
+            if len(data.info.input_shape) == 3:  # images: show what the model gets wrong and where it looks
+                _vision_plots(model, data, y, logits, plots_dir, suffix)
+        return metrics
+
+    def headline(self, metrics: dict[str, Any]) -> str:
+        return f"accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}"
+
+    def report(self, metrics: dict[str, Any]) -> str:
+        """Headline metrics, the per-class table with macro and weighted averages, and the confusion matrix."""
+        headline = [self.headline(metrics)]
+        headline += [f"top-{k} {metrics[f'test_top{k}_accuracy']:.4f}" for k in TOP_K if f"test_top{k}_accuracy" in metrics]
+        if metrics["test_roc_auc"] is not None:
+            kind = "" if len(metrics["class_names"]) == 2 else " (one-vs-rest, macro)"
+            headline.append(f"ROC-AUC{kind} {metrics['test_roc_auc']:.4f}")
+        rows = [{"class": name, **values} for name, values in metrics["per_class"].items()]
+        rows += [{"class": f"{average} avg", **metrics[f"{average}_avg"]} for average in ("macro", "weighted")]
+        lines = [f"test {', '.join(headline)} ({metrics['test_samples']} samples)", format_table(rows)]
+        if len(metrics["class_names"]) <= MAX_PRINTED_MATRIX:
+            matrix = [{"true \\ predicted": name, **dict(zip(metrics["class_names"], counts))}
+                      for name, counts in zip(metrics["class_names"], metrics["confusion_matrix"])]
+            lines += ["confusion matrix:", format_table(matrix)]
+        return "\n".join(lines)
+
+    def parity(self, reference: np.ndarray, outputs: np.ndarray, data: DataBundle) -> dict[str, Any]:
+        """Max abs logit difference, top-1 agreement, and both test accuracies (artifact and Keras)."""
+        if reference.shape != outputs.shape:
+            raise ValueError(f"artifact gives logits of shape {outputs.shape}, Keras {reference.shape}")
+        labels = data.labels("test")
+        predicted, expected = outputs.argmax(axis=1), reference.argmax(axis=1)
+        accuracy, keras_accuracy = float(np.mean(predicted == labels)), float(np.mean(expected == labels))
+        return {
+            "samples": int(len(labels)),
+            "max_abs_diff": float(np.max(np.abs(reference - outputs))),
+            "top1_agreement": float(np.mean(predicted == expected)),
+            "accuracy": accuracy,
+            "keras_accuracy": keras_accuracy,
+            "accuracy_drop": keras_accuracy - accuracy,
+        }
+
+    def targets(self, quantization: str | None) -> ParityTargets:
+        return FLOAT_TARGETS if quantization is None else QUANTIZED_TARGETS
+
+    def parity_summary(self, measured: dict[str, Any]) -> str:
+        return (
+            f"max |logit diff| {measured['max_abs_diff']:.3g}, top-1 agreement {measured['top1_agreement']:.2%}, "
+            f"accuracy {measured['accuracy']:.4f} (Keras {measured['keras_accuracy']:.4f})"
+        )
+
+
+def _vision_plots(model, data: DataBundle, y, logits, plots_dir: Path, suffix: str) -> None:
+    """Misclassified test images, first-layer filters and Grad-CAM, on a fixed random sample of test images
+    (a photo folder lists its classes in order: the first images would all be of one class)."""
+    from kerasdl.evaluation.vision import write_vision_plots
+
+    chosen = data.sample_indices("test", VISION_SAMPLES, seed=0)
+    inputs = data.take("test", VISION_SAMPLES, seed=0)
+    pixels = (inputs - data.info.offset) / data.info.scale / data.info.pixel_max  # back to [0, 1] for display
+    write_vision_plots(
+        model, np.clip(pixels, 0.0, 1.0), inputs, y[chosen], logits[chosen], list(data.info.class_names), plots_dir,
+        suffix,
+    )
+
+
+CLASSIFICATION = register_task(Classification())
