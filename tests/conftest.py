@@ -77,3 +77,36 @@ def formats_for(model: str) -> list[str]:
     from kerasdl.registry import model_spec
 
     return list(BACKBONE_FORMATS if model_spec(model).offline_params else FORMATS)
+
+
+# --- Two workers (pytest-xdist, `--dist loadgroup` in pyproject.toml) ---------------------------------------
+#
+# CI has two cores. A worker is a process of its own, with its own session fixtures: tests that share a
+# trained run must share a worker, or each worker would train it again. So all tests of a module go to one
+# worker, and so do all modules that read the session's shared runs (the vision accuracy runs and their
+# exports, or the digits runs); the longest group is queued first.
+SHARED_RUNS = {"accuracy_run": "trained-runs", "trained_run": "trained-runs", "exported": "trained-runs",
+               "digits_runs": "digits-runs"}
+
+
+def _shared_group(item: pytest.Item) -> str | None:
+    """The group of the first session-scoped shared fixture the test uses (a module may define its own
+    fixture of the same name: that one is not shared)."""
+    definitions = item._fixtureinfo.name2fixturedefs
+    for name, group in SHARED_RUNS.items():
+        if name in definitions and definitions[name][-1].scope == "session":
+            return group
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    groups: dict[str, str] = {}  # module -> group
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        shared = _shared_group(item)
+        if groups.setdefault(module, module) == module and shared:
+            groups[module] = shared
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::")[0]]))
+    items.sort(key=lambda item: groups[item.nodeid.split("::")[0]] != "trained-runs")  # stable: longest first

@@ -15,7 +15,7 @@ from kerasdl.errors import DataError, KerasdlError, UnknownNameError
 
 
 def test_unknown_name_lists_known_ones():
-    known = r"known: cats-vs-dogs, cifar10, digits, mnist \(or a folder of images"
+    known = r"known: cats-vs-dogs, cifar10, digits, isbi-em-membrane, mnist, oxford-pets, raccoon \(or a folder of images"
     with pytest.raises(UnknownNameError, match=f"unknown data set 'nope'; {known}"):
         data.load("nope")
 

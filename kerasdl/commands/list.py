@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print("models:")
     for m in models:
-        print(f"  {m['name']:<16} {m['family']:<9} {m['task']:<15} data={m['default_data']:<13} {m['lesson']}")
+        print(f"  {m['name']:<16} {m['family']:<12} {m['task']:<15} data={m['default_data']:<13} {m['lesson']}")
     print("data sets:")
     for d in datasets:
         print(f"  {d['name']:<16} {d['description']}")

@@ -19,7 +19,7 @@ from kerasdl.commands import (
 )
 
 MODEL_FLAGS = ("dropout", "l1", "l2", "batch_norm", "weights", "fine_tune_layers")  # builder keyword arguments
-TASK_FLAGS = ("noise", "held_out_class", "classifier_run")  # the task's options (TrainConfig.task_params)
+TASK_FLAGS = ("noise", "held_out_class", "classifier_run", "train_samples")  # TrainConfig.task_params
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     task.add_argument("--noise", type=non_negative_float, help="reconstruction: denoise inputs with this Gaussian stddev")
     task.add_argument("--held-out-class", help="reconstruction: leave this class out of training, score it as anomaly")
     task.add_argument("--classifier-run", help="generation: a cnn-mnist run whose features measure the Frechet distance")
+    task.add_argument(
+        "--train-samples", type=positive_int, help="reconstruction, generation: train on a seeded subset of this size"
+    )
     parser.set_defaults(run=run)
 
 

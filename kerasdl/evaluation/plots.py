@@ -13,10 +13,12 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E402
 
 
-def plot_learning_curves(history: list[dict[str, str]], path: Path) -> Path:
-    """Loss and accuracy per epoch, training against validation."""
+def plot_learning_curves(
+    history: list[dict[str, str]], path: Path, metrics: tuple[str, ...] = ("loss", "accuracy")
+) -> Path:
+    """Each of `metrics` that history.csv has, per epoch, training against validation."""
     epochs = [int(row["epoch"]) + 1 for row in history]
-    metrics = [m for m in ("loss", "accuracy") if history and m in history[0]]
+    metrics = [m for m in metrics if history and m in history[0]]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for prefix, label in (("", "train"), ("val_", "validation")):

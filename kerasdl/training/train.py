@@ -94,7 +94,7 @@ def train(
         "train_seconds": round(seconds, 3),
         "train_samples_per_second": round(result.epochs_run * data.info.split_sizes["train"] / seconds, 1),
     }
-    plot_learning_curves(history, run.plots_dir / "learning_curves.png")
+    plot_learning_curves(history, run.plots_dir / "learning_curves.png", ("loss", *task.log_names))
     run.write_json(run.metrics_path, metrics)  # written last: its presence marks the run finished
     return RunResult(run, metrics, result.model)
 
