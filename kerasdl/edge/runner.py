@@ -365,6 +365,9 @@ def decode_centernet(
     return decoded
 
 
+CORNERS = ("x_min", "y_min", "x_max", "y_max")  # a box in JSON, in the input's pixels
+
+
 def _detect(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """Detection: boxes in the input's own pixels (an image file's full size), as JSON at `--output`."""
     spec, path = model.preprocessing, Path(_required_input(args))
@@ -372,26 +375,21 @@ def _detect(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[str, 
         settings = [spec.spec[key] for key in ("score_threshold", "iou_threshold", "max_detections")]
     except KeyError as err:
         raise RunnerError(f"{PREPROCESSING_FILE} lacks the detection setting {err}") from None
-    raw = spec.read(path)
-    if path.suffix.lower() == ".npy":
-        size = (spec.shape[1], spec.shape[0])
-    else:
-        from PIL import Image
-
-        with Image.open(path) as image:
-            size = image.size
-    maps = model.logits(spec.normalize(raw))
+    maps = model.logits(spec.normalize(spec.read(path)))
+    size = (spec.shape[1], spec.shape[0]) if path.suffix.lower() == ".npy" else _image_size(path)
     scale = np.array([size[0], size[1], size[0], size[1]], np.float32)
     images = [
         {"width": size[0], "height": size[1], "boxes": [
-            {**dict(zip(("x_min", "y_min", "x_max", "y_max"), (round(float(v), 1) for v in box * scale))),
-             "score": round(float(score), 4), "class": spec.class_names[int(c)]}
-            for box, score, c in zip(*found)]}
+            {**dict(zip(CORNERS, np.round(box * scale, 1).tolist())), "score": round(float(score), 4),
+             "class": spec.class_names[int(c)]}
+            for box, score, c in zip(*found)
+        ]}
         for found in decode_centernet(maps, len(spec.class_names), *settings)
     ]
     result = {"input": str(path), "score_threshold": settings[0], "images": images}
     lines = [
-        f"sample {i}: {b['class']} {b['score']:.3f} at ({b['x_min']:.0f}, {b['y_min']:.0f}, {b['x_max']:.0f}, {b['y_max']:.0f})"
+        f"sample {i}: {b['class']} {b['score']:.3f} at x {b['x_min']:.0f}..{b['x_max']:.0f}, "
+        f"y {b['y_min']:.0f}..{b['y_max']:.0f}"
         for i, image in enumerate(images) for b in image["boxes"]
     ]
     text = "\n".join(lines) or f"no boxes with score >= {settings[0]}"
@@ -412,8 +410,8 @@ def segment_tiles(logits: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray
     rows, columns = -(-height // tile), -(-width // tile)
     padded = np.pad(pixels, ((0, rows * tile - height), (0, columns * tile - width), (0, 0)), mode="symmetric")
     tiles = padded.reshape(rows, tile, columns, tile, -1).swapaxes(1, 2).reshape(rows * columns, tile, tile, -1)
-    classes = logits(tiles).argmax(axis=-1)
-    return classes.reshape(rows, columns, tile, tile).swapaxes(1, 2).reshape(rows * tile, columns * tile)[:height, :width]
+    classes = logits(tiles).argmax(axis=-1).reshape(rows, columns, tile, tile).swapaxes(1, 2)
+    return classes.reshape(rows * tile, columns * tile)[:height, :width]
 
 
 def _full_resolution(spec: Preprocessing, path: Path) -> np.ndarray:
@@ -424,9 +422,10 @@ def _full_resolution(spec: Preprocessing, path: Path) -> np.ndarray:
 
         try:
             with Image.open(path) as image:
-                pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), np.float32) * (spec.pixel_max / 255.0)
+                pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), np.float32)
         except (OSError, UnidentifiedImageError) as err:
             raise RunnerError(f"{path}: not a readable image ({_first_line(err)})") from err
+        pixels = pixels * (spec.pixel_max / 255.0)
     else:
         pixels = spec.read(path)
     pixels = pixels[..., None] if pixels.ndim == 2 else pixels
@@ -457,7 +456,8 @@ def _segment(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[str,
     Image.fromarray((classes * (255 // max(1, len(names) - 1))).astype(np.uint8)).save(output)
     fractions = {name: float(np.mean(classes == k)) for k, name in enumerate(names)}
     height, width = classes.shape
-    text = f"mask {width}x{height} -> {output}: " + ", ".join(f"{name} {share:.1%}" for name, share in fractions.items())
+    shares = ", ".join(f"{name} {share:.1%}" for name, share in fractions.items())
+    text = f"mask {width}x{height} -> {output}: {shares}"
     return text, {"input": str(path), "output": str(output), "width": width, "height": height,
                   "class_fractions": fractions}
 
