@@ -21,7 +21,6 @@ MARGIN = 0.1  # mAP@0.5 over the mean-box baseline that the short run must clear
 EXPORT_FORMATS = ("tflite", "tflite-int8")
 
 
-
 @pytest.fixture(scope="module")
 def raccoon():
     from kerasdl.data import load
