@@ -73,6 +73,8 @@ class Task:
     monitor_mode: str = "min"
     early_stopping: bool = True  # False where the monitored loss says little about quality (a GAN's)
     log_names: tuple[str, ...] = ()  # per-batch metrics a tape step logs besides "loss"
+    float_targets = ParityTargets()  # what float32 artifacts (TFLite, ONNX, SavedModel) must meet
+    quantized_targets: ParityTargets | dict[str, ParityTargets] = ParityTargets()  # one for all, or per mode
 
     # --- data --------------------------------------------------------------------------------------------
     def adapt_data(self, data: DataBundle, params: dict[str, Any]) -> DataBundle:
@@ -180,7 +182,10 @@ class Task:
 
     def targets(self, quantization: str | None) -> ParityTargets:
         """Parity targets for a float artifact (None) or a quantized one ("float16", "int8"...)."""
-        raise NotImplementedError
+        if quantization is None:
+            return self.float_targets
+        quantized = self.quantized_targets
+        return quantized[quantization] if isinstance(quantized, dict) else quantized
 
     def preprocessing(self, info: DatasetInfo, input_name: str, input_dtype: str, shape: tuple[int, ...]) -> dict[str, Any]:
         """preprocessing.json: how the TF-free runner prepares inputs and post-processes outputs."""
@@ -227,3 +232,20 @@ def get_task(name: str) -> Task:
 def predict(model: keras.Model, x: Any) -> np.ndarray:
     """The model's outputs for an array of inputs or a batched tf.data.Dataset."""
     return np.asarray(model.predict(x, batch_size=None if hasattr(x, "element_spec") else PREDICT_BATCH, verbose=0))
+
+
+def argmax_parity(reference: np.ndarray, outputs: np.ndarray, labels: np.ndarray, agreement: str) -> dict[str, Any]:
+    """Parity of per-class scores (a sample's, or each pixel's, on the last axis): max abs difference, the share
+    of argmax classes that agree (named `agreement`), and both accuracies against `labels`."""
+    if reference.shape != outputs.shape:
+        raise ValueError(f"artifact gives outputs of shape {outputs.shape}, Keras {reference.shape}")
+    predicted, expected = outputs.argmax(axis=-1), reference.argmax(axis=-1)
+    accuracy, keras_accuracy = float(np.mean(predicted == labels)), float(np.mean(expected == labels))
+    return {
+        "samples": int(len(labels)),
+        "max_abs_diff": float(np.max(np.abs(reference - outputs))),
+        agreement: float(np.mean(predicted == expected)),
+        "accuracy": accuracy,
+        "keras_accuracy": keras_accuracy,
+        "accuracy_drop": keras_accuracy - accuracy,
+    }

@@ -11,7 +11,7 @@ import numpy as np
 from kerasdl.data import DataBundle
 from kerasdl.evaluation.metrics import TOP_K, classification_metrics, probabilities
 from kerasdl.evaluation.table import format_table
-from kerasdl.tasks.base import Bound, ParityTargets, Task, predict, register_task
+from kerasdl.tasks.base import Bound, ParityTargets, Task, argmax_parity, predict, register_task
 
 VISION_SAMPLES = 200  # test images the misclassified grid and Grad-CAM choose from
 MAX_PRINTED_MATRIX = 20  # classes; a larger confusion matrix is only in metrics.json and the plot
@@ -21,6 +21,8 @@ QUANTIZED_TARGETS = ParityTargets((Bound("accuracy_drop", 0.01),))
 
 class Classification(Task):
     name = "classification"
+    float_targets = FLOAT_TARGETS
+    quantized_targets = QUANTIZED_TARGETS
     main_metric = "test_accuracy"
     higher_is_better = True
     objective = "val_accuracy"
@@ -77,22 +79,7 @@ class Classification(Task):
 
     def parity(self, reference: np.ndarray, outputs: np.ndarray, data: DataBundle) -> dict[str, Any]:
         """Max abs logit difference, top-1 agreement, and both test accuracies (artifact and Keras)."""
-        if reference.shape != outputs.shape:
-            raise ValueError(f"artifact gives logits of shape {outputs.shape}, Keras {reference.shape}")
-        labels = data.labels("test")
-        predicted, expected = outputs.argmax(axis=1), reference.argmax(axis=1)
-        accuracy, keras_accuracy = float(np.mean(predicted == labels)), float(np.mean(expected == labels))
-        return {
-            "samples": int(len(labels)),
-            "max_abs_diff": float(np.max(np.abs(reference - outputs))),
-            "top1_agreement": float(np.mean(predicted == expected)),
-            "accuracy": accuracy,
-            "keras_accuracy": keras_accuracy,
-            "accuracy_drop": keras_accuracy - accuracy,
-        }
-
-    def targets(self, quantization: str | None) -> ParityTargets:
-        return FLOAT_TARGETS if quantization is None else QUANTIZED_TARGETS
+        return argmax_parity(reference, outputs, data.labels("test"), "top1_agreement")
 
     def parity_summary(self, measured: dict[str, Any]) -> str:
         return (

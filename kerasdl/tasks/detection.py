@@ -252,6 +252,8 @@ class Detection(Task):
     """Boxes from CenterNet maps: focal + L1 losses, mAP@0.5 against the mean-box baseline, box parity."""
 
     name = "detection"
+    float_targets = FLOAT_TARGETS
+    quantized_targets = QUANTIZED_TARGETS
     main_metric = "test_map50"
     higher_is_better = True
     # 16 validation images move val_loss by +-10% from epoch to epoch: on the tests' raccoon run (seed 0) patience 5
@@ -336,8 +338,6 @@ class Detection(Task):
             "map50_drop": keras_map - edge_map,
         }
 
-    def targets(self, quantization: str | None) -> ParityTargets:
-        return FLOAT_TARGETS if quantization is None else QUANTIZED_TARGETS[quantization]
 
     def preprocessing(
         self, info: DatasetInfo, input_name: str, input_dtype: str, shape: tuple[int, ...]

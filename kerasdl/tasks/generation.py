@@ -55,6 +55,8 @@ class SampleGrid(keras.callbacks.Callback):
 
 class Generation(Task):
     name = "generation"
+    float_targets = FLOAT_TARGETS
+    quantized_targets = QUANTIZED_TARGETS
     main_metric = "test_frechet_distance"
     higher_is_better = False
     early_stopping = False  # the adversarial losses do not fall as samples improve
@@ -181,8 +183,6 @@ class Generation(Task):
             "mean_abs_diff": float(difference.mean()),
         }
 
-    def targets(self, quantization: str | None) -> ParityTargets:
-        return FLOAT_TARGETS if quantization is None else QUANTIZED_TARGETS[quantization]
 
     def preprocessing(
         self, info: DatasetInfo, input_name: str, input_dtype: str, shape: tuple[int, ...]

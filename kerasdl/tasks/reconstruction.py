@@ -40,6 +40,8 @@ QUANTIZED_TARGETS = ParityTargets((Bound("mse_increase", 0.002),))
 
 class Reconstruction(Task):
     name = "reconstruction"
+    float_targets = FLOAT_TARGETS
+    quantized_targets = QUANTIZED_TARGETS
     main_metric = "test_mse"
     log_names = ("mse",)  # the loss without a VAE's KL term
 
@@ -142,8 +144,6 @@ class Reconstruction(Task):
             "mse_increase": mse - keras_mse,
         }
 
-    def targets(self, quantization: str | None) -> ParityTargets:
-        return FLOAT_TARGETS if quantization is None else QUANTIZED_TARGETS
 
     def preprocessing(
         self, info: DatasetInfo, input_name: str, input_dtype: str, shape: tuple[int, ...]

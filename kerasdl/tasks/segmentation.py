@@ -11,7 +11,7 @@ import numpy as np
 
 from kerasdl.data import DataBundle, DatasetInfo
 from kerasdl.evaluation.table import format_table
-from kerasdl.tasks.base import Bound, ParityTargets, Task, register_task
+from kerasdl.tasks.base import Bound, ParityTargets, Task, argmax_parity, register_task
 
 EVAL_BATCH = 16  # tiles per forward pass: a U-Net's full-resolution activations are large
 OVERLAY_SAMPLES = 4  # test tiles in the overlay plot
@@ -22,6 +22,8 @@ QUANTIZED_TARGETS = ParityTargets((Bound("mask_agreement", 0.98, upper=False), B
 
 class Segmentation(Task):
     name = "segmentation"
+    float_targets = FLOAT_TARGETS
+    quantized_targets = QUANTIZED_TARGETS
     main_metric = "test_pixel_accuracy"
     higher_is_better = True
     objective = "val_pixel_accuracy"
@@ -106,22 +108,7 @@ class Segmentation(Task):
     def parity(self, reference: np.ndarray, outputs: np.ndarray, data: DataBundle) -> dict[str, Any]:
         """Max abs logit difference, the share of pixels whose class agrees with Keras's (mask agreement),
         and both pixel accuracies ("accuracy": the artifact's)."""
-        if reference.shape != outputs.shape:
-            raise ValueError(f"artifact gives logits of shape {outputs.shape}, Keras {reference.shape}")
-        labels = data.labels("test")
-        predicted, expected = outputs.argmax(axis=-1), reference.argmax(axis=-1)
-        accuracy, keras_accuracy = float(np.mean(predicted == labels)), float(np.mean(expected == labels))
-        return {
-            "samples": int(len(labels)),
-            "max_abs_diff": float(np.max(np.abs(reference - outputs))),
-            "mask_agreement": float(np.mean(predicted == expected)),
-            "accuracy": accuracy,
-            "keras_accuracy": keras_accuracy,
-            "accuracy_drop": keras_accuracy - accuracy,
-        }
-
-    def targets(self, quantization: str | None) -> ParityTargets:
-        return FLOAT_TARGETS if quantization is None else QUANTIZED_TARGETS
+        return argmax_parity(reference, outputs, data.labels("test"), "mask_agreement")
 
     def preprocessing(
         self, info: DatasetInfo, input_name: str, input_dtype: str, shape: tuple[int, ...]
