@@ -1,6 +1,7 @@
 """Data sets: one registry, one API (`load(name) -> DataBundle` with a tf.data.Dataset per split and info)."""
 
-from kerasdl.data import cats_vs_dogs, cifar10, detection, digits, mnist, segmentation  # noqa: F401  (registers the sources)
+# Each module registers its sources on import.
+from kerasdl.data import cats_vs_dogs, cifar10, detection, digits, mnist, segmentation  # noqa: F401
 from kerasdl.data.base import (
     DatasetInfo,
     ImageFiles,
