@@ -1,7 +1,7 @@
 """Errors a user can cause and fix; the CLI prints them as one line, without a traceback."""
 
 
-FOLDER_HINT = "or a folder of images with one sub-folder per class"  # what --data takes besides names
+FOLDER_HINT = "or a folder of images with one sub-folder per class, or a CSV/TSV of text and label"  # --data besides names
 
 
 class KerasdlError(Exception):

@@ -29,6 +29,9 @@ class ModelSpec:
     # Whether XLA compiles this model's training step by default. Measured per model on CPU: it speeds up
     # dense models and slows convolutions down several-fold (benchmarks/train_throughput.py).
     jit_compile: bool = True
+    # TrainConfig values this model trains best with (word2vec: SGD at a large rate, big batches), used by
+    # `kerasdl train` and `kerasdl tune` where the command line does not set them.
+    train_defaults: dict[str, Any] = field(default_factory=dict)
 
     @property
     def summary(self) -> str:
@@ -62,6 +65,7 @@ def register_model(
     search_space: SearchSpace | None = None,
     offline_params: dict[str, Any] | None = None,
     jit_compile: bool = True,
+    train_defaults: dict[str, Any] | None = None,
 ) -> Callable[[Builder], Builder]:
     """Decorator: register a builder `(info, **hyperparameters) -> keras.Model` under `name`."""
 
@@ -70,7 +74,7 @@ def register_model(
             raise ValueError(f"model {name!r} is registered twice")
         _MODELS[name] = ModelSpec(
             name, build, family, task, default_data, lesson, loops, search_space, dict(offline_params or {}),
-            jit_compile,
+            jit_compile, dict(train_defaults or {}),
         )
         return build
 

@@ -38,7 +38,7 @@ def test_list_json_has_models_and_data_sets(capsys):
         (("train", "mlp", "--batch-size", "many"), "argument --batch-size: expected a positive integer, got 'many'"),
         (
             ("train", "mlp", "--data", "imagenet"),
-            "unknown data set 'imagenet'; known: cats-vs-dogs, cifar10, digits, ",
+            "unknown data set 'imagenet'; known: cats-vs-dogs, cifar10, daily-min-temperatures, digits, ",
         ),
         (("evaluate", "no/such/run"), "kerasdl evaluate: error: run directory no/such/run does not exist"),
         (("frobnicate",), "invalid choice: 'frobnicate'"),
@@ -77,3 +77,26 @@ def test_python_dash_m_works_and_help_does_not_import_tensorflow():
     assert "usage: kerasdl" in out and out.strip().endswith("False")
     out = subprocess.run([sys.executable, "-m", "kerasdl", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("kerasdl ")
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (("word2vec",), {"optimizer": "sgd", "learning_rate": 100.0, "batch_size": 1024, "epochs": 8}),
+        (("word2vec", "--optimizer", "adam", "--epochs", "2"), {"optimizer": "adam", "learning_rate": 100.0, "epochs": 2}),
+        (("mlp",), {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 64, "epochs": 10}),
+    ],
+)
+def test_a_models_own_training_defaults_apply_unless_a_flag_is_given(capsys, monkeypatch, argv, expected):
+    """word2vec trains with SGD at a large rate on big batches (registry `train_defaults`); flags still win."""
+    import kerasdl.training
+
+    seen = {}
+
+    def capture(config, **kwargs):
+        seen.update(config.to_json())
+        raise KeyboardInterrupt  # stop before any training
+
+    monkeypatch.setattr(kerasdl.training, "train", capture)
+    code, _, _ = run_cli(capsys, "train", *argv)
+    assert code == 130 and {key: seen[key] for key in expected} == expected

@@ -15,7 +15,11 @@ from kerasdl.errors import DataError, KerasdlError, UnknownNameError
 
 
 def test_unknown_name_lists_known_ones():
-    known = r"known: cats-vs-dogs, cifar10, digits, isbi-em-membrane, mnist, oxford-pets, raccoon \(or a folder of images"
+    known = (
+        r"known: cats-vs-dogs, cifar10, daily-min-temperatures, digits, english-text, imdb, isbi-em-membrane, mnist, "
+        r"mr, oxford-pets, raccoon, shakespeare, sst2 \(or a folder of images with one sub-folder per class, or a "
+        r"CSV/TSV of text and label\)"
+    )
     with pytest.raises(UnknownNameError, match=f"unknown data set 'nope'; {known}"):
         data.load("nope")
 

@@ -135,7 +135,7 @@ def test_pets_layout_is_resized_whole_with_trimap_classes(pets):
     assert bundle.info.split_sizes == {"train": 2, "validation": 1, "test": 1}
     mask = bundle.labels("test")[0]
     assert mask.shape == (16, 16) and (mask[:, :7] == 0).all() and (mask[:, 9:] == 1).all()
-    assert TASK.preprocessing(bundle.info, "image", "float32", (16, 16, 3))["tiles"] is False
+    assert TASK.preprocessing(bundle, "image", "float32", (16, 16, 3))["tiles"] is False
 
 
 def test_pets_errors_are_one_clear_line(pets, monkeypatch):

@@ -72,7 +72,8 @@ def check_data(name: str | None) -> None:
 
     from kerasdl.errors import FOLDER_HINT, UnknownNameError
 
-    if name is None or Path(name).expanduser().is_dir():
+    path = Path(name).expanduser() if name is not None else None
+    if path is None or path.is_dir() or (path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".txt")):
         return
     known = dataset_names()
     if name not in known:

@@ -1,4 +1,5 @@
-"""`kerasdl infer ARTIFACT --input FILE`: run a .tflite/.onnx export with the edge runner, no TensorFlow."""
+"""`kerasdl infer ARTIFACT --input FILE | --text TEXT | --prompt TEXT`: run a .tflite/.onnx export with the edge
+runner, no TensorFlow."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from kerasdl.edge.runner import add_arguments  # numpy and the standard library only
 
     parser = subparsers.add_parser(
-        "infer", help="classify an image or .npy file with a .tflite/.onnx export (LiteRT/onnxruntime, no TensorFlow)"
+        "infer", help="run a .tflite/.onnx export on an image, array, text or series (LiteRT/onnxruntime, no TensorFlow)"
     )
     add_arguments(parser)
     parser.set_defaults(run=run)

@@ -22,9 +22,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"models": models, "datasets": datasets}, indent=2))
         return 0
     print("models:")
+    widths = {key: max(len(m[key]) for m in models) for key in ("name", "family", "task", "default_data")}
     for m in models:
-        print(f"  {m['name']:<16} {m['family']:<12} {m['task']:<15} data={m['default_data']:<13} {m['lesson']}")
+        print(f"  {m['name']:<{widths['name']}}  {m['family']:<{widths['family']}}  {m['task']:<{widths['task']}}  "
+              f"data={m['default_data']:<{widths['default_data']}}  {m['lesson']}")
     print("data sets:")
+    width = max(len(d["name"]) for d in datasets)
     for d in datasets:
-        print(f"  {d['name']:<16} {d['description']}")
+        print(f"  {d['name']:<{width}}  {d['description']}")
     return 0

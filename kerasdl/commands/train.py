@@ -18,8 +18,17 @@ from kerasdl.commands import (
     progress_verbosity,
 )
 
-MODEL_FLAGS = ("dropout", "l1", "l2", "batch_norm", "weights", "fine_tune_layers")  # builder keyword arguments
-TASK_FLAGS = ("noise", "held_out_class", "classifier_run", "train_samples")  # TrainConfig.task_params
+# Builder keyword arguments.
+MODEL_FLAGS = (
+    "dropout", "l1", "l2", "batch_norm", "weights", "fine_tune_layers", "units", "layers", "embedding_dim", "embeddings",
+)
+# TrainConfig fields a model may set its own defaults for (registry `train_defaults`), the flags' otherwise.
+DEFAULTABLE = ("epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule")
+# TrainConfig.task_params.
+TASK_FLAGS = (
+    "noise", "held_out_class", "classifier_run", "train_samples", "sequence_length", "horizon", "window_size",
+    "negative_samples",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data", help="data set name, or a folder of images with one sub-folder per class (default: the model's)"
     )
-    parser.add_argument("--epochs", type=positive_int, default=10)
-    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--epochs", type=positive_int, help="default 10, or the model's own (see its docstring)")
+    parser.add_argument("--batch-size", type=positive_int, help="default 64, or the model's own")
     parser.add_argument("--loop", help="fit (model.fit), tape (GradientTape loop)...; default: the model's first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="run directory (default: runs/MODEL-DATA-LOOP)")
@@ -46,10 +55,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     transfer.add_argument(
         "--fine-tune-layers", type=non_negative_int, help="unfreeze the backbone's top N layers (0: feature extraction)"
     )
+    sequences = parser.add_argument_group("sequences and text (see `kerasdl list` for each model's task)")
+    sequences.add_argument("--units", type=positive_int, help="recurrent models: units per recurrent layer")
+    sequences.add_argument("--layers", type=positive_int, help="recurrent models: stacked recurrent layers")
+    sequences.add_argument("--embedding-dim", type=positive_int, help="text models: word/character vector size")
+    sequences.add_argument("--embeddings", help="text classifiers: a word2vec run whose vectors initialize the embedding")
+    sequences.add_argument(
+        "--sequence-length", type=positive_int,
+        help="text: token ids per text (default: the longest training text, up to 128); language models: "
+        "characters per training window; forecasting: past steps per window",
+    )
+    sequences.add_argument("--horizon", type=positive_int, help="forecasting: steps predicted ahead (default 1)")
+    sequences.add_argument("--window-size", type=positive_int, help="word2vec: context words on each side")
+    sequences.add_argument("--negative-samples", type=positive_int, help="word2vec: negative words per pair")
     optimization = parser.add_argument_group("optimization")
-    optimization.add_argument("--optimizer", default="adam", help="sgd, momentum (SGD, 0.9), rmsprop or adam")
-    optimization.add_argument("--learning-rate", type=positive_float, default=1e-3)
-    optimization.add_argument("--lr-schedule", default="constant", help="constant, cosine or exponential")
+    optimization.add_argument(
+        "--optimizer", help="sgd, momentum (SGD, 0.9), rmsprop or adam (default adam, or the model's own)"
+    )
+    optimization.add_argument("--learning-rate", type=positive_float, help="default 1e-3, or the model's own")
+    optimization.add_argument("--lr-schedule", help="constant, cosine or exponential (default constant, or the model's own)")
     optimization.add_argument("--clipnorm", type=positive_float, help="clip each gradient to this L2 norm")
     optimization.add_argument(
         "--patience", type=positive_int, default=5, help="early stopping: epochs without a better val_loss"
@@ -78,18 +102,16 @@ def run(args: argparse.Namespace) -> int:
     check_data(args.data)
 
     from kerasdl.evaluation.report import format_report, headline
+    from kerasdl.registry import model_spec
     from kerasdl.training import TrainConfig, train
 
+    given = {flag: getattr(args, flag) for flag in DEFAULTABLE if getattr(args, flag) is not None}
     config = TrainConfig(
         model=args.model,
         data=args.data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
+        **{**model_spec(args.model).train_defaults, **given},
         loop=args.loop,
         seed=args.seed,
-        optimizer=args.optimizer,
-        learning_rate=args.learning_rate,
-        lr_schedule=args.lr_schedule,
         clipnorm=args.clipnorm,
         patience=args.patience,
         image_size=args.image_size,

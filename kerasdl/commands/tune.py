@@ -35,13 +35,14 @@ def run(args: argparse.Namespace) -> int:
     check_data(args.data)
     from kerasdl.evaluation import format_table
     from kerasdl.evaluation.report import format_report
+    from kerasdl.registry import model_spec
     from kerasdl.training import TrainConfig
     from kerasdl.tuning import tune
 
     config = TrainConfig(
         model=args.model,
         data=args.data,
-        epochs=args.epochs,
+        **{**model_spec(args.model).train_defaults, "epochs": args.epochs},
         seed=args.seed,
         image_size=args.image_size,
         augment=args.augment,

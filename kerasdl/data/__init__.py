@@ -1,7 +1,7 @@
 """Data sets: one registry, one API (`load(name) -> DataBundle` with a tf.data.Dataset per split and info)."""
 
 # Each module registers its sources on import.
-from kerasdl.data import cats_vs_dogs, cifar10, detection, digits, mnist, segmentation  # noqa: F401
+from kerasdl.data import cats_vs_dogs, cifar10, detection, digits, mnist, segmentation, series, text  # noqa: F401
 from kerasdl.data.base import (
     DatasetInfo,
     ImageFiles,
@@ -11,7 +11,7 @@ from kerasdl.data.base import (
     dataset_sources,
     register_dataset,
 )
-from kerasdl.data.bundle import SPLITS, ArrayBundle, DataBundle, ImageBundle, is_folder, load
+from kerasdl.data.bundle import SPLITS, ArrayBundle, DataBundle, ImageBundle, is_folder, is_text_file, load
 
 __all__ = [
     "SPLITS",
@@ -25,6 +25,7 @@ __all__ = [
     "dataset_source",
     "dataset_sources",
     "is_folder",
+    "is_text_file",
     "load",
     "register_dataset",
 ]

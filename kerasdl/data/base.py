@@ -56,9 +56,19 @@ class DatasetInfo:
     offset: float = 0.0
     pixel_max: float = 255.0
     augmentation: str = "none"  # the training augmentation that suits the data ("photo" or "none")
+    # Text: the token of each id (0 pads, 1 is out-of-vocabulary), for Embeddings and pretrained vectors.
+    # The run keeps it in data_state.json; config.json records only its size.
+    vocabulary: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def vocabulary_size(self) -> int:
+        """Token ids a model's Embedding takes (padding and OOV included); 0 for data that is not text."""
+        return len(self.vocabulary)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        values = asdict(self)
+        del values["vocabulary"]
+        return {**values, "vocabulary_size": self.vocabulary_size}
 
 
 class BundleSource(Protocol):

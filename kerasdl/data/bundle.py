@@ -57,6 +57,19 @@ class DataBundle(ABC):
         """The whole split as (inputs, labels) arrays: fine for small sets, costly for many photos."""
         return np.concatenate(list(self.batches(self._checked(name)))), self.labels(name)
 
+    def state(self) -> dict | None:
+        """What a run must keep to prepare new inputs as this bundle does (a text bundle's vocabulary), saved
+        as the run's data_state.json; None when preparation depends on nothing learned from the data."""
+        return None
+
+    def restored(self, state: dict | None) -> DataBundle:
+        """This bundle preparing its inputs with a saved `state` (a run's vocabulary) instead of its own."""
+        return self
+
+    def runner_input(self) -> dict:
+        """preprocessing.json's description of raw inputs for the edge runner (besides name, shape, dtype)."""
+        return {"kind": "image", "scale": self.info.scale, "offset": self.info.offset, "pixel_max": self.info.pixel_max}
+
     def _checked(self, split: str) -> str:
         if split not in SPLITS:
             raise KerasdlError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
@@ -146,6 +159,12 @@ def load(
     stratified validation split (fixed by `seed`), scale to [-1, 1]; photos are resized to `image_size`."""
     if not 0.0 < validation_fraction < 1.0:
         raise KerasdlError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    if is_text_file(name):
+        from kerasdl.data.text import read_text_file
+
+        path = Path(name).expanduser().resolve()
+        return read_text_file(path).bundle(path.name, validation_fraction=validation_fraction, seed=seed,
+                                           image_size=image_size)
     if is_folder(name):
         return _image_bundle(
             str(Path(name).expanduser().resolve()), _read_folder(name), 255.0, "photo",
@@ -166,6 +185,14 @@ def load(
 def is_folder(name: str) -> bool:
     """Whether `--data` names a folder rather than a registered data set."""
     return Path(name).expanduser().is_dir() and name not in {source.name for source in dataset_sources()}
+
+
+def is_text_file(name: str) -> bool:
+    """Whether `--data` names a user's CSV/TSV file of texts and labels."""
+    from kerasdl.data.text import TEXT_SUFFIXES
+
+    path = Path(name).expanduser()
+    return path.suffix.lower() in TEXT_SUFFIXES and path.is_file()
 
 
 def _source(name: str):

@@ -4,16 +4,20 @@ This file is standalone on purpose: it imports only the standard library and num
 the runtime it needs (`ai-edge-litert` for .tflite, `onnxruntime` for .onnx, Pillow for image files) only
 when it needs it. Copy it next to an artifact folder (model file + preprocessing.json) and run
 
-    python runner.py ARTIFACT [--input FILE] [--output FILE] [--top-k K] [--samples N] [--json]
+    python runner.py ARTIFACT [--input FILE | --text TEXT | --prompt TEXT] [--output FILE] [--top-k K] [--json]
 
 `kerasdl infer` runs this same code. Post-processing happens here, per task (preprocessing.json says which):
-softmax and top-k for classification, images and masks as PNG, boxes as JSON after NumPy NMS.
+softmax and top-k for classification, images and masks as PNG, boxes as JSON after NumPy NMS, sampled text
+for a language model, nearest words for word vectors, a forecast in the series' unit. Text is tokenized
+here with the vocabulary in preprocessing.json, exactly as Keras's TextVectorization does in training
+(string ops are not TFLite builtins, so exported text models take token ids).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -37,25 +41,33 @@ def _first_line(err: BaseException) -> str:
 class Preprocessing:
     """What travels with the model (preprocessing.json): input shape and dtype, normalization, class names.
 
-    Raw inputs are pixels as the data set stores them, in [0, pixel_max]; the model sees
+    Images and noise: raw inputs are pixels as the data set stores them, in [0, pixel_max]; the model sees
     `raw * scale + offset`. 8-bit image files are first mapped from [0, 255] onto [0, pixel_max].
+    Text: the tokenizer (`encoder`). A series: the training split's mean and std (`mean`, `std`).
     """
+
+    KINDS = ("image", "noise", "text", "series")
 
     def __init__(self, spec: dict[str, Any]):
         try:
             self.kind: str = spec["input"]["kind"]
             self.shape: tuple[int, ...] = tuple(int(d) for d in spec["input"]["shape"])
             self.dtype = np.dtype(spec["input"]["dtype"])
-            self.scale = float(spec["input"]["scale"])
-            self.offset = float(spec["input"]["offset"])
-            self.pixel_max = float(spec["input"]["pixel_max"])
+            if self.kind in ("image", "noise"):
+                self.scale = float(spec["input"]["scale"])
+                self.offset = float(spec["input"]["offset"])
+                self.pixel_max = float(spec["input"]["pixel_max"])
+            elif self.kind == "text":
+                self.encoder = TextEncoder(spec["input"]["tokenizer"])
+            elif self.kind == "series":
+                self.mean, self.std = float(spec["input"]["mean"]), float(spec["input"]["std"])
             self.class_names: list[str] = list(spec.get("class_names", []))
             self.task: str = spec.get("task", "classification")
             self.spec = spec  # the task's own fields (output scaling, detection thresholds...)
         except (KeyError, TypeError, ValueError) as err:
             raise RunnerError(f"{PREPROCESSING_FILE} lacks or mangles {_first_line(err)}") from err
-        if self.kind not in ("image", "noise"):
-            raise RunnerError(f"this runner handles image or noise inputs, not {self.kind!r}")
+        if self.kind not in self.KINDS:
+            raise RunnerError(f"this runner handles {', '.join(self.KINDS)} inputs, not {self.kind!r}")
 
     @classmethod
     def beside(cls, artifact: Path) -> "Preprocessing":
@@ -102,6 +114,56 @@ class Preprocessing:
         except (OSError, UnidentifiedImageError) as err:
             raise RunnerError(f"{path}: not a readable image ({_first_line(err)})") from err
         return pixels.reshape(self.shape) * (self.pixel_max / 255.0)
+
+
+# TextVectorization's standardization, split and lookup, re-done with the standard library. Its "lower" is
+# tf.strings.lower, which lowers ASCII letters only; its punctuation is this ASCII set; its whitespace split
+# is tf.strings.split's (ASCII whitespace). tests/test_text_data.py checks every SST-2 test sentence.
+ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
+PUNCTUATION = {ord(char): None for char in '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\''}
+ASCII_WHITESPACE = re.compile("[ \t\n\v\f\r]+")
+PAD_ID, OOV_ID = 0, 1
+
+
+class TextEncoder:
+    """Token ids for raw strings from a saved tokenizer (kerasdl.data.tokenizer.Tokenizer.to_json())."""
+
+    def __init__(self, tokenizer: dict[str, Any]):
+        self.vocabulary: list[str] = list(tokenizer["vocabulary"])
+        self.level: str = tokenizer["level"]
+        self.sequence_length: int | None = tokenizer.get("sequence_length")
+        self.standardize: str | None = tokenizer.get("standardize")
+        self.ids = {token: i for i, token in enumerate(self.vocabulary)}
+        if self.level not in ("word", "character"):
+            raise RunnerError(f"unknown tokenizer level {self.level!r}")
+
+    def tokens(self, text: str) -> list[str]:
+        """Standardized and split as TextVectorization does."""
+        if self.standardize in ("lower", "lower_and_strip_punctuation"):
+            text = text.translate(ASCII_LOWER)
+        if self.standardize in ("strip_punctuation", "lower_and_strip_punctuation"):
+            text = text.translate(PUNCTUATION)
+        if self.level == "character":
+            return list(text)
+        return [token for token in ASCII_WHITESPACE.split(text) if token]
+
+    def encode_stream(self, text: str) -> np.ndarray:
+        """All of one text's ids, unpadded (a prompt, a stream)."""
+        return np.asarray([self.ids.get(token, OOV_ID) for token in self.tokens(text)], np.int32)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), sequence_length) int32 ids: the first tokens of each text, padded with 0."""
+        if not self.sequence_length:
+            raise RunnerError("this tokenizer has no fixed sequence length; encode one stream at a time")
+        ids = np.zeros((len(texts), self.sequence_length), np.int32)
+        for row, text in enumerate(texts):
+            encoded = self.encode_stream(text)[: self.sequence_length]
+            ids[row, : len(encoded)] = encoded
+        return ids
+
+    def decode(self, ids: Any) -> str:
+        tokens = [self.vocabulary[int(i)] for i in ids if int(i) != PAD_ID]
+        return ("" if self.level == "character" else " ").join(tokens)
 
 
 class LiteRTSession:
@@ -219,8 +281,14 @@ class EdgeModel:
 
     def top_k(self, raw: np.ndarray, k: int = 3) -> list[list[dict[str, Any]]]:
         """Per sample, the k most probable classes as {"class", "index", "probability"}, best first."""
+        return self.ranked(self.predict(raw), k)
+
+    def classify_texts(self, texts: list[str], k: int = 3) -> list[list[dict[str, Any]]]:
+        """Per text, the k most probable classes: tokenized here, then the artifact's probabilities."""
+        return self.ranked(softmax(self.logits(self.preprocessing.encoder.encode(texts))), k)
+
+    def ranked(self, probabilities: np.ndarray, k: int) -> list[list[dict[str, Any]]]:
         names = self.preprocessing.class_names
-        probabilities = self.predict(raw)
         return [
             [{"class": names[i], "index": int(i), "probability": float(row[i])} for i in np.argsort(-row)[:k]]
             for row in probabilities
@@ -240,11 +308,23 @@ def mean_latency_ms(call: Callable[[np.ndarray], Any], x: np.ndarray, runs: int 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The runner's options; `kerasdl infer` adds the same ones."""
     parser.add_argument("artifact", help="model.tflite or model.onnx, with preprocessing.json beside it")
-    parser.add_argument("--input", help="an image file (PNG/JPEG) or a .npy array of raw pixels")
+    parser.add_argument(
+        "--input", help="an image file (PNG/JPEG), a .npy array of raw pixels, a .txt of texts (one a line), "
+        "or a series (.csv/.txt column or .npy)"
+    )
+    parser.add_argument("--text", action="append", help="text models: a text to classify, or a word (repeatable)")
     parser.add_argument("--output", help="where to write an image or boxes result (default: beside --input)")
-    parser.add_argument("--top-k", type=int, default=3, help="classification: classes to print per sample (default 3)")
+    parser.add_argument(
+        "--top-k", type=int, help="classes to print per sample (default 3); words to list (default 10); "
+        "language models: sample from the k most likely tokens only (default: all)"
+    )
     parser.add_argument("--samples", type=int, default=16, help="generation: samples to draw (default 16)")
-    parser.add_argument("--seed", type=int, default=0, help="generation: noise seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="generation, language models: random seed (default 0)")
+    parser.add_argument("--prompt", help="language models: the text to continue")
+    parser.add_argument("--length", type=int, default=200, help="language models: tokens to generate (default 200)")
+    parser.add_argument(
+        "--temperature", type=float, default=1.0, help="language models: sampling temperature (0: greedy; default 1)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
@@ -260,15 +340,45 @@ def infer(args: argparse.Namespace) -> str:
 
 
 def _classify(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """Classification: the top-k classes of each input sample."""
-    if args.top_k < 1:
-        raise RunnerError(f"--top-k must be >= 1, got {args.top_k}")
-    predictions = model.top_k(model.preprocessing.read(_required_input(args)), args.top_k)
+    """Classification: the top-k classes of each input sample (an image, an array, or a text)."""
+    k = _positive(args.top_k, 3, "--top-k")
+    if model.preprocessing.kind == "text":
+        texts = _texts(args)
+        predictions = model.classify_texts(texts, k)
+        source: dict[str, Any] = {"texts": texts}
+    else:
+        predictions = model.top_k(model.preprocessing.read(_required_input(args)), k)
+        source = {"input": str(args.input)}
     text = "\n".join(
         f"sample {i}: " + ", ".join(f"{p['class']} ({p['probability']:.3f})" for p in top)
         for i, top in enumerate(predictions)
     )
-    return text, {"input": str(args.input), "predictions": predictions}
+    return text, {**source, "predictions": predictions}
+
+
+def _positive(value: int | None, default: int, flag: str) -> int:
+    value = default if value is None else value
+    if value < 1:
+        raise RunnerError(f"{flag} must be >= 1, got {value}")
+    return value
+
+
+def _texts(args: argparse.Namespace) -> list[str]:
+    """The texts of `--text` (repeatable), or of `--input`, a UTF-8 file with one text a line."""
+    if args.text:
+        return list(args.text)
+    if not args.input:
+        raise RunnerError("this is a text model: give --text TEXT (repeatable) or --input FILE.txt (one text a line)")
+    path = Path(args.input)
+    try:
+        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise RunnerError(f"input {path} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise RunnerError(f"{path} is not UTF-8 text ({_first_line(err)})") from None
+    if not texts:
+        raise RunnerError(f"{path} holds no text (one text a line)")
+    return texts
 
 
 def _required_input(args: argparse.Namespace) -> str:
@@ -489,13 +599,153 @@ def _reconstruct(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[
                   "mse": [float(value) for value in mse], "mean_mse": float(mse.mean())}
 
 
-# task name -> (model, args) -> (text to print, JSON result). Each task's post-processing lives below.
+# --- language models: a prompt in, sampled text out, one token at a time through a single-step model ---------
+
+
+def sample_next(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator) -> int:
+    """The next token id: argmax at temperature 0, else a draw from softmax(logits / temperature) over the
+    `top_k` most likely tokens (None or 0: all). Padding and OOV ids are never drawn."""
+    logits = np.asarray(logits, np.float64).copy()
+    logits[[PAD_ID, OOV_ID]] = -np.inf
+    if temperature == 0:
+        return int(np.argmax(logits))
+    if temperature < 0:
+        raise RunnerError(f"temperature must be >= 0, got {temperature}")
+    logits /= temperature
+    if top_k:
+        logits[logits < np.sort(logits)[-min(top_k, len(logits))]] = -np.inf
+    return int(rng.choice(len(logits), p=softmax(logits)))
+
+
+def generate_text(
+    step: Callable[[np.ndarray], np.ndarray],
+    encoder: TextEncoder,
+    state_size: int,
+    prompt: str,
+    length: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+) -> str:
+    """`prompt` and `length` sampled tokens after it. `step` maps [token id, state (state_size)] (batch 1) to
+    [next-token logits (vocabulary), new state]; the state starts at zero and reads the prompt token by token."""
+    ids = encoder.encode_stream(prompt)
+    if not len(ids):
+        raise RunnerError("the prompt is empty: give at least one token to start from")
+    unknown = sorted({token for token in encoder.tokens(prompt) if token not in encoder.ids})
+    if unknown:
+        raise RunnerError(f"the prompt has tokens outside the vocabulary: {''.join(unknown)[:40]!r}")
+    if length < 0:
+        raise RunnerError(f"length must be >= 0, got {length}")
+    vocabulary, state = len(encoder.vocabulary), np.zeros(state_size, np.float32)
+    rng, generated = np.random.default_rng(seed), []
+
+    def advance(token: int) -> np.ndarray:
+        nonlocal state
+        output = np.asarray(step(np.concatenate([[token], state]).astype(np.float32)[np.newaxis]))[0]
+        if output.shape != (vocabulary + state_size,):
+            raise RunnerError(f"the step model gives {output.shape[0]} values, not vocabulary + state {vocabulary + state_size}")
+        state = output[vocabulary:]
+        return output[:vocabulary]
+
+    for token in ids:
+        logits = advance(int(token))
+    for _ in range(length):
+        generated.append(sample_next(logits, temperature, top_k, rng))
+        logits = advance(generated[-1])
+    return prompt + encoder.decode(generated)
+
+
+def _language_model(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """Language modelling: `--prompt` continued by `--length` sampled tokens (`--temperature`, `--top-k`, `--seed`)."""
+    spec = model.preprocessing
+    if args.prompt is None:
+        raise RunnerError("--prompt is required for a language model (the text to continue)")
+    text = generate_text(model.logits, spec.encoder, int(spec.spec["state_size"]), args.prompt, args.length,
+                         args.temperature, args.top_k, args.seed)
+    settings = {"prompt": args.prompt, "length": args.length, "temperature": args.temperature,
+                "top_k": args.top_k, "seed": args.seed}
+    return text, {**settings, "text": text}
+
+
+# --- word vectors: the nearest words by cosine -----------------------------------------------------------------
+
+
+def word_vectors(model: EdgeModel, batch: int = 1024) -> np.ndarray:
+    """Every vocabulary id's vector from the artifact (one id in, its vector out), unit length."""
+    size = len(model.preprocessing.encoder.vocabulary)
+    ids = np.arange(size, dtype=np.int32).reshape(-1, 1)
+    vectors = np.concatenate([model.logits(ids[i : i + batch]) for i in range(0, size, batch)]).reshape(size, -1)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def nearest_words(vectors: np.ndarray, vocabulary: list[str], query: np.ndarray, k: int, exclude: set[int]) -> list[dict[str, Any]]:
+    """The k words whose unit vectors have the largest cosine with `query`, padding, OOV and `exclude` left out."""
+    scores = vectors @ (query / max(float(np.linalg.norm(query)), 1e-12))
+    scores[[PAD_ID, OOV_ID, *exclude]] = -np.inf
+    return [{"word": vocabulary[i], "cosine": round(float(scores[i]), 4)} for i in np.argsort(-scores)[:k]]
+
+
+def _neighbours(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """Word vectors: for each `--text WORD`, its `--top-k` nearest words."""
+    k, encoder = _positive(args.top_k, 10, "--top-k"), model.preprocessing.encoder
+    vectors, results = word_vectors(model), {}
+    for word in _texts(args):
+        ids = encoder.encode_stream(word)
+        if len(ids) != 1 or ids[0] == OOV_ID:
+            raise RunnerError(f"{word!r} is not one word of the vocabulary ({len(encoder.vocabulary)} words)")
+        results[word] = nearest_words(vectors, encoder.vocabulary, vectors[ids[0]], k, {int(ids[0])})
+    text = "\n".join(f"{word}: " + ", ".join(f"{n['word']} ({n['cosine']:.3f})" for n in found)
+                     for word, found in results.items())
+    return text, {"neighbours": results}
+
+
+# --- forecasting: the last window of a series in, the next `horizon` values out --------------------------------
+
+
+def read_series(path: str | Path) -> np.ndarray:
+    """A series' values: a .npy array, or the last numeric column of a .csv/.txt (header and blank rows skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunnerError(f"input {path} does not exist")
+    if path.suffix.lower() == ".npy":
+        try:
+            return np.load(path, allow_pickle=False).astype(np.float32).reshape(-1)
+        except (OSError, ValueError) as err:
+            raise RunnerError(f"{path}: not a readable .npy array ({_first_line(err)})") from err
+    values = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        cells = [cell.strip().strip('"') for cell in re.split("[,\t;]", line) if cell.strip()]
+        try:
+            values.append(float(cells[-1]))
+        except (IndexError, ValueError):
+            continue  # a header or a blank line
+    return np.asarray(values, np.float32)
+
+
+def _forecast(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """Forecasting: the next `horizon` values after the last window of `--input`, in the series' unit."""
+    spec = model.preprocessing
+    series, window = read_series(_required_input(args)), spec.shape[0]
+    if len(series) < window or not np.all(np.isfinite(series[-window:])):
+        raise RunnerError(f"{args.input}: the model needs the last {window} values, all numbers; found {len(series)}")
+    x = ((series[-window:] - spec.mean) / spec.std).reshape(1, *spec.shape).astype(spec.dtype)
+    forecast = model.logits(x).reshape(-1) * spec.std + spec.mean
+    unit = spec.spec.get("unit", "")
+    text = "forecast: " + ", ".join(f"{value:.2f}" for value in forecast) + (f" {unit}" if unit else "")
+    return text, {"input": str(args.input), "window": window, "forecast": [float(v) for v in forecast], "unit": unit}
+
+
+# task name -> (model, args) -> (text to print, JSON result). Each task's post-processing lives above.
 TASK_RUNNERS: dict[str, Callable[[EdgeModel, argparse.Namespace], tuple[str, dict[str, Any]]]] = {
     "classification": _classify,
     "generation": _generate,
     "detection": _detect,
     "segmentation": _segment,
     "reconstruction": _reconstruct,
+    "language-modelling": _language_model,
+    "word-embedding": _neighbours,
+    "forecasting": _forecast,
 }
 
 

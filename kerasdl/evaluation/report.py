@@ -40,7 +40,7 @@ def evaluate_run(run_dir: str, data_name: str | None = None) -> tuple[dict[str, 
     config = run.read_config()
     spec = model_spec(config["model"])  # imports the model modules, so our layers deserialize
     model = keras.saving.load_model(model_path, safe_mode=True)
-    data = load_for(config, data_name)
+    data = load_for(config, data_name, run.read_data_state())
     metrics = {
         "model": spec.name,
         "task": spec.task,

@@ -74,7 +74,7 @@ def export_run(
         model = keras.saving.load_model(model_path, safe_mode=True)
     except (OSError, ValueError) as err:
         raise ExportError(f"{model_path} cannot be loaded ({err})") from err
-    data = load_for(config)
+    data = load_for(config, state=run.read_data_state())
     return export_model(
         model,
         data,
@@ -118,7 +118,7 @@ def export_model(
             raise ExportError(f"representative-samples must be >= 1, got {representative_samples}")
         representative = job.sample_inputs(part, data, "train", representative_samples, seed)
     details = _write_artifact(edge, export, artifact, signature_input, representative)
-    preprocessing = job.preprocessing(data.info, signature_input.name, signature_input.dtype.name,
+    preprocessing = job.preprocessing(data, signature_input.name, signature_input.dtype.name,
                                       tuple(signature_input.shape[1:]))
     (out / PREPROCESSING_FILE).write_text(json.dumps(preprocessing, indent=2) + "\n")
 

@@ -52,7 +52,9 @@ def convert(
             raise ExportError(f"{fmt}: int8 quantization needs representative samples")
         converter.representative_dataset = lambda: ([sample[np.newaxis]] for sample in representative)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-        converter.inference_input_type = converter.inference_output_type = tf.int8
+        converter.inference_output_type = tf.int8
+        if np.issubdtype(representative.dtype, np.floating):  # integer inputs (token ids) stay as they are
+            converter.inference_input_type = tf.int8
     try:
         flatbuffer = converter.convert()
     except ConverterError as err:

@@ -187,22 +187,15 @@ class Task:
         quantized = self.quantized_targets
         return quantized[quantization] if isinstance(quantized, dict) else quantized
 
-    def preprocessing(self, info: DatasetInfo, input_name: str, input_dtype: str, shape: tuple[int, ...]) -> dict[str, Any]:
-        """preprocessing.json: how the TF-free runner prepares inputs and post-processes outputs."""
+    def preprocessing(self, data: DataBundle, input_name: str, input_dtype: str, shape: tuple[int, ...]) -> dict[str, Any]:
+        """preprocessing.json: how the TF-free runner prepares inputs (the data's own description: pixel
+        scaling, a vocabulary...) and post-processes outputs (the task's)."""
         return {
             "task": self.name,
-            "input": {
-                "kind": "image",
-                "name": input_name,
-                "shape": list(shape),
-                "dtype": input_dtype,
-                "scale": info.scale,
-                "offset": info.offset,
-                "pixel_max": info.pixel_max,
-            },
+            "input": {"name": input_name, "shape": list(shape), "dtype": input_dtype, **data.runner_input()},
             "output": "logits",
-            "class_names": list(info.class_names),
-            "data": info.name,
+            "class_names": list(data.info.class_names),
+            "data": data.info.name,
         }
 
     def parity_summary(self, measured: dict[str, Any]) -> str:

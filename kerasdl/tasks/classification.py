@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from kerasdl.data import DataBundle
 from kerasdl.evaluation.metrics import TOP_K, classification_metrics, probabilities
+from kerasdl.errors import KerasdlError
 from kerasdl.evaluation.table import format_table
 from kerasdl.tasks.base import Bound, ParityTargets, Task, argmax_parity, predict, register_task
 
@@ -28,6 +30,16 @@ class Classification(Task):
     objective = "val_accuracy"
     objective_mode = "max"
     log_names = ("accuracy",)
+
+    def adapt_data(self, data: DataBundle, params: dict[str, Any]) -> DataBundle:
+        """Text: `--sequence-length` pads or truncates every text to that many token ids."""
+        from kerasdl.data.text import TextBundle
+
+        if "sequence_length" not in params:
+            return data
+        if not isinstance(data, TextBundle):
+            raise KerasdlError(f"--sequence-length applies to text; {data.info.name!r} is not text")
+        return data.with_tokenizer(dataclasses.replace(data.tokenizer, sequence_length=params["sequence_length"]))
 
     def loss(self) -> keras.losses.Loss:
         """Cross-entropy on logits, as the curriculum's nn.CrossEntropyLoss (multi-class, not binary)."""

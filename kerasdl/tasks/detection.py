@@ -18,7 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerasdl.data import DataBundle, DatasetInfo
+from kerasdl.data import DataBundle
 from kerasdl.data.detection import OUTPUT_STRIDE
 from kerasdl.edge.runner import box_iou, decode_centernet
 from kerasdl.tasks.base import Bound, ParityTargets, Task, predict, register_task
@@ -340,11 +340,11 @@ class Detection(Task):
 
 
     def preprocessing(
-        self, info: DatasetInfo, input_name: str, input_dtype: str, shape: tuple[int, ...]
+        self, data: DataBundle, input_name: str, input_dtype: str, shape: tuple[int, ...]
     ) -> dict[str, Any]:
         """The base image input, and what the runner's NumPy decoding needs."""
         return {
-            **super().preprocessing(info, input_name, input_dtype, shape),
+            **super().preprocessing(data, input_name, input_dtype, shape),
             "output": "centernet",
             "output_stride": OUTPUT_STRIDE,
             "score_threshold": SCORE_THRESHOLD,

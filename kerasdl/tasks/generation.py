@@ -185,18 +185,18 @@ class Generation(Task):
 
 
     def preprocessing(
-        self, info: DatasetInfo, input_name: str, input_dtype: str, shape: tuple[int, ...]
+        self, data: DataBundle, input_name: str, input_dtype: str, shape: tuple[int, ...]
     ) -> dict[str, Any]:
         """Noise in (the runner draws N(0, I) itself: no normalization), images in [-1, 1] out."""
         return {
             "task": self.name,
             "input": {
                 "kind": "noise", "name": input_name, "shape": list(shape), "dtype": input_dtype,
-                "scale": 1.0, "offset": 0.0, "pixel_max": info.pixel_max,
+                "scale": 1.0, "offset": 0.0, "pixel_max": data.info.pixel_max,
             },
             "output": "images in [-1, 1]",
-            "image_shape": list(info.input_shape),
-            "data": info.name,
+            "image_shape": list(data.info.input_shape),
+            "data": data.info.name,
         }
 
     def parity_summary(self, measured: dict[str, Any]) -> str:

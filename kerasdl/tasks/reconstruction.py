@@ -146,12 +146,13 @@ class Reconstruction(Task):
 
 
     def preprocessing(
-        self, info: DatasetInfo, input_name: str, input_dtype: str, shape: tuple[int, ...]
+        self, data: DataBundle, input_name: str, input_dtype: str, shape: tuple[int, ...]
     ) -> dict[str, Any]:
         """The input's fields, with an image output on the input's scale: pixels = (output - offset) / scale,
         clipped to [0, pixel_max]; the runner reports MSE on the model's scale."""
-        spec = super().preprocessing(info, input_name, input_dtype, shape)
+        spec = super().preprocessing(data, input_name, input_dtype, shape)
         del spec["class_names"]
+        info = data.info
         spec["output"] = {"kind": "image", "shape": list(shape), "scale": info.scale, "offset": info.offset,
                           "pixel_max": info.pixel_max}
         return spec

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
-from kerasdl.data import DataBundle, DatasetInfo
+from kerasdl.data import DataBundle
 from kerasdl.evaluation.table import format_table
 from kerasdl.tasks.base import Bound, ParityTargets, Task, argmax_parity, register_task
 
@@ -111,13 +111,13 @@ class Segmentation(Task):
         return argmax_parity(reference, outputs, data.labels("test"), "mask_agreement")
 
     def preprocessing(
-        self, info: DatasetInfo, input_name: str, input_dtype: str, shape: tuple[int, ...]
+        self, data: DataBundle, input_name: str, input_dtype: str, shape: tuple[int, ...]
     ) -> dict[str, Any]:
         """Adds how the runner fits an image to the input: full-resolution tiles, or the whole image resized."""
         from kerasdl.data.segmentation import TILES
 
-        return {**super().preprocessing(info, input_name, input_dtype, shape), "output": "pixel_logits",
-                "tiles": info.augmentation == TILES}
+        return {**super().preprocessing(data, input_name, input_dtype, shape), "output": "pixel_logits",
+                "tiles": data.info.augmentation == TILES}
 
     def parity_summary(self, measured: dict[str, Any]) -> str:
         return (

@@ -51,6 +51,7 @@ class RunDirectory:
     plots_dir = property(lambda self: self.path / "plots")
     checkpoints_dir = property(lambda self: self.path / "checkpoints")
     logs_dir = property(lambda self: self.path / "logs")
+    data_state_path = property(lambda self: self.path / "data_state.json")
 
     @property
     def state(self) -> str:
@@ -82,6 +83,14 @@ class RunDirectory:
 
     def read_metrics(self) -> dict[str, Any]:
         return self._read_json(self.metrics_path, "metrics.json")
+
+    def read_data_state(self) -> dict[str, Any] | None:
+        """What the data learned in training (a text set's vocabulary); None for data that learns nothing."""
+        return self._read_json(self.data_state_path, "data_state.json") if self.data_state_path.exists() else None
+
+    def write_data_state(self, state: dict[str, Any] | None) -> None:
+        if state is not None:
+            self.write_json(self.data_state_path, state)
 
     def require_model(self) -> Path:
         """The saved model, or a clear error when this is not a finished run directory."""

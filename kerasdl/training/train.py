@@ -10,7 +10,7 @@ from typing import Any
 
 import keras
 
-from kerasdl.data import DataBundle, is_folder, load
+from kerasdl.data import DataBundle, is_folder, is_text_file, load
 from kerasdl.errors import KerasdlError
 from kerasdl.registry import model_spec
 from kerasdl.tasks import Task, get_task
@@ -27,13 +27,20 @@ class RunResult:
 
 
 def default_run_dir(config: TrainConfig) -> Path:
-    data = Path(config.data).name if is_folder(config.data) else config.data  # a folder: its own name
+    data = Path(config.data).stem if _is_path(config.data) else config.data  # a folder or file: its own name
     return Path("runs") / f"{config.model}-{data}-{config.loop}"
 
 
-def load_for(config: TrainConfig | dict[str, Any], data: str | None = None) -> DataBundle:
+def _is_path(data: str) -> bool:
+    return is_folder(data) or is_text_file(data)
+
+
+def load_for(
+    config: TrainConfig | dict[str, Any], data: str | None = None, state: dict[str, Any] | None = None
+) -> DataBundle:
     """The data a run trains on (or `data` instead), split and sized as in its config (config.json too), as
-    the model's task prepares it (e.g. without a held-out class)."""
+    the model's task prepares it (e.g. without a held-out class); with a run's saved `state` (its
+    vocabulary), inputs are prepared exactly as in training."""
     values = config.to_json() if isinstance(config, TrainConfig) else config
     bundle = load(
         data or values["data"],
@@ -41,14 +48,14 @@ def load_for(config: TrainConfig | dict[str, Any], data: str | None = None) -> D
         seed=values["seed"],
         image_size=values.get("image_size"),
     )
-    return get_task(model_spec(values["model"]).task).adapt_data(bundle, values.get("task_params", {}))
+    return get_task(model_spec(values["model"]).task).adapt_data(bundle, values.get("task_params", {})).restored(state)
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
     """`config` with the model's default data set, loop and XLA setting filled in, as config.json saves it."""
     spec = model_spec(config.model)
     data = config.data or spec.default_data
-    if is_folder(data):  # saved absolute, so evaluate and export find it from any folder
+    if _is_path(data):  # saved absolute, so evaluate and export find it from any folder
         data = str(Path(data).expanduser().resolve())
     jit_compile = spec.jit_compile if config.jit_compile is None else config.jit_compile
     return dataclasses.replace(config, data=data, loop=config.loop or spec.loops[0], jit_compile=jit_compile)
@@ -73,6 +80,10 @@ def train(
     data = load_for(config)
     run = RunDirectory(out or default_run_dir(config))
     resuming = run.prepare({**config.to_json(), "dataset": data.info.to_json()}, overwrite=overwrite)
+    if resuming:  # the vocabulary the interrupted epochs learned with, not one adapted again
+        data = data.restored(run.read_data_state())
+    else:
+        run.write_data_state(data.state())
 
     ctx = LoopContext(spec, data, config, run, resuming, list(callbacks or []), verbose)
     started = time.perf_counter()

@@ -1,0 +1,131 @@
+"""Character-level language models (Stage 3, LSTMs: text generation): Embedding -> stacked LSTM/GRU -> logits.
+
+The sequence model reads a window of character ids and gives, at every position, the logits of the next
+character. Generation runs the same weights one character at a time: `step_model` rebuilds them as a
+single-step model whose one input packs [character id, recurrent state] and whose one output packs
+[next-character logits, new state], the shape a device runner (and TFLite, builtin ops only) can loop over.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import keras
+import numpy as np
+
+from kerasdl.data import DatasetInfo
+from kerasdl.errors import KerasdlError
+from kerasdl.registry import register_model
+
+RECURRENT = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+LESSON = "Stage 3: RNNs, LSTMs (character-level text generation)"
+# XLA compiles the recurrent while loop into something about 3x slower on CPU (measured: 6.4 s vs 2.2 s per
+# step of 64 x 100 characters for 2 x LSTM(256)), so these models train without it.
+JIT_COMPILE = False
+
+
+def build_char_rnn(
+    info: DatasetInfo, cell: str, units: int, layers: int, embedding_dim: int, dropout: float
+) -> keras.Model:
+    """characters (sequence_length,) -> Embedding -> `layers` x LSTM/GRU(`units`) -> Dense logits at each step."""
+    if not info.vocabulary_size or len(info.input_shape) != 1:
+        raise KerasdlError(f"char-{cell} reads windows of character ids; {info.name!r} is not a text stream")
+    if not 0 <= dropout < 1:
+        raise KerasdlError(f"dropout must be in [0, 1), got {dropout}")
+    inputs = keras.Input(shape=info.input_shape, dtype="int32", name="characters")
+    x = keras.layers.Embedding(info.vocabulary_size, embedding_dim, name="embedding")(inputs)
+    for depth in range(1, layers + 1):
+        x = RECURRENT[cell](units, return_sequences=True, name=f"{cell}_{depth}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"dropout_{depth}")(x)
+    logits = keras.layers.Dense(info.vocabulary_size, name="logits")(x)
+    return keras.Model(inputs, logits, name=f"char_{cell}")
+
+
+@register_model(
+    "char-lstm", family="char-rnn", task="language-modelling", default_data="shakespeare", lesson=LESSON,
+    jit_compile=JIT_COMPILE,
+)
+def build_char_lstm(
+    info: DatasetInfo, units: int = 256, layers: int = 2, embedding_dim: int = 64, dropout: float = 0.0
+) -> keras.Model:
+    """Character-level LSTM language model: next-character logits at every position of a window."""
+    return build_char_rnn(info, "lstm", units, layers, embedding_dim, dropout)
+
+
+@register_model(
+    "char-gru", family="char-rnn", task="language-modelling", default_data="shakespeare", lesson=LESSON,
+    jit_compile=JIT_COMPILE,
+)
+def build_char_gru(
+    info: DatasetInfo, units: int = 256, layers: int = 2, embedding_dim: int = 64, dropout: float = 0.0
+) -> keras.Model:
+    """Character-level GRU language model: next-character logits at every position of a window."""
+    return build_char_rnn(info, "gru", units, layers, embedding_dim, dropout)
+
+
+def recurrent_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The model's stacked LSTM/GRU layers, bottom first."""
+    return [layer for layer in model.layers if isinstance(layer, tuple(RECURRENT.values()))]
+
+
+def state_size(model: keras.Model) -> int:
+    """Floats of recurrent state the step model carries: per layer, its units times its states."""
+    return sum(layer.units * _states(layer) for layer in recurrent_layers(model))
+
+
+def _states(layer: keras.layers.Layer) -> int:
+    """LSTM: a hidden and a cell state; GRU: a hidden state only."""
+    return 2 if isinstance(layer, keras.layers.LSTM) else 1
+
+
+def step_model(model: keras.Model) -> keras.Model:
+    """The trained weights as one step: packed [character id, state] (1 + S,) float32 -> [logits (V), new state].
+
+    Each recurrent layer is rebuilt over a sequence of length 1 with `unroll=True` (no while loop, so TFLite
+    gets builtin ops only) and `return_state`, and starts from its slice of the packed state. Dropout is
+    left out: generation is inference.
+    """
+    embedding, dense, stack = model.get_layer("embedding"), model.get_layer("logits"), recurrent_layers(model)
+    packed = keras.Input(shape=(1 + state_size(model),), dtype="float32", name="token_and_state")
+    token = keras.ops.cast(keras.ops.round(packed[:, :1]), "int32")  # (batch, 1): a one-step sequence
+    x = _clone(embedding)(token)
+    new_states, offset = [], 1
+    for layer in stack:
+        states = []
+        for _ in range(_states(layer)):
+            states.append(packed[:, offset : offset + layer.units])
+            offset += layer.units
+        x, *updated = _clone(layer, return_sequences=True, return_state=True, unroll=True)(x, initial_state=states)
+        new_states += updated
+    logits = keras.ops.squeeze(_clone(dense)(x), axis=1)
+    step = keras.Model(packed, keras.ops.concatenate([logits, *new_states], axis=-1), name=f"{model.name}_step")
+    for layer in (embedding, *stack, dense):
+        step.get_layer(layer.name).set_weights(layer.get_weights())
+    return step
+
+
+def _clone(layer: keras.layers.Layer, **overrides: object) -> keras.layers.Layer:
+    """A new layer of the same class and name, with `overrides` in its config (weights are copied after)."""
+    return layer.__class__.from_config({**layer.get_config(), **overrides})
+
+
+def keras_step(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """The trained sequence model's single step as a NumPy function, batch (n, 1 + S) -> (n, V + S)."""
+    import tensorflow as tf
+
+    step = step_model(model)
+    call = tf.function(lambda x: step(x, training=False), reduce_retracing=True)
+    return lambda x: call(tf.constant(x, tf.float32)).numpy()
+
+
+def generate(
+    model: keras.Model, tokenizer: dict[str, Any], prompt: str, length: int, temperature: float = 1.0,
+    top_k: int | None = None, seed: int = 0,
+) -> str:
+    """`prompt` continued by `length` characters sampled from the Keras model, by the edge runner's own loop
+    and sampler (`kerasdl.edge.runner.generate_text`), so an export gives the same text for the same seed."""
+    from kerasdl.edge.runner import TextEncoder, generate_text
+
+    return generate_text(keras_step(model), TextEncoder(tokenizer), state_size(model), prompt, length, temperature,
+                         top_k, seed)
