@@ -17,8 +17,8 @@ from kerasdl.errors import KerasdlError
 
 # The settings tests/test_rnn.py asserts the accuracies with (more epochs only overfit these sets).
 SETTINGS = {
-    "bilstm": {"epochs": 2, "model_params": {"units": 32, "embedding_dim": 64}},
-    "text-cnn": {"epochs": 2, "batch_size": 50},
+    "bilstm": {"epochs": 2},
+    "text-cnn": {"epochs": 2, "batch_size": 50, "learning_rate": 2e-3, "lr_schedule": "cosine"},
 }
 EXAMPLES = (
     "a gorgeous, witty, seductive movie.",

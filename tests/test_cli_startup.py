@@ -80,6 +80,8 @@ def missing_run_dir():
         (("train", "mlp", "--data", "nope"), unknown_data),
         (("evaluate", "/no/such/dir"), missing_run_dir),
         (("export", "/no/such/dir", "--format", "tflite"), missing_run_dir),
+        (("generate", "/no/such/dir", "--prompt", "x"), missing_run_dir),
+        (("neighbours", "/no/such/dir", "king"), missing_run_dir),
         (("tune", "nope", "--tuner", "random"), unknown_model),
     ],
 )

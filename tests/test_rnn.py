@@ -167,14 +167,17 @@ def test_tape_loop_trains_a_gru_on_a_users_tsv(tmp_path):
 
 # --- accuracy on real data --------------------------------------------------------------------------------------
 
-# The cheapest settings (CPU time) that reached the accuracies, fixed seed 0. Adam at 2e-3 decayed to 0 by a
-# cosine over two epochs: with a constant rate the validation loss often bottoms out after the first epoch (the
-# weights early stopping restores) while accuracy still climbs in the second.
+# The cheapest settings (CPU time) that reached the accuracies at seeds 0, 1 and 2 (test accuracy):
+#   bilstm, SST-2, the defaults for 2 epochs:                0.814 0.809 0.808
+#   text-cnn (Kim's, 300-d), SST-2, KIM_TWO_EPOCHS:          0.820 0.812 0.822
+#   text-cnn with 128-d embeddings, MR, KIM_TWO_EPOCHS:      0.755 0.747 0.757  (300-d: 0.759 0.754 0.759, at 2.7x the time)
+# Adam at 2e-3 decayed to 0 by a cosine over the two epochs: at a constant rate the validation loss often bottoms out
+# after the first epoch (the weights early stopping restores) while accuracy still climbs in the second.
 KIM_TWO_EPOCHS = dict(epochs=2, batch_size=50, learning_rate=2e-3, lr_schedule="cosine")
 ACCURACY_RUNS = {
-    "bilstm-sst2": dict(model="bilstm", data="sst2", epochs=2, model_params={"units": 32, "embedding_dim": 64}),
+    "bilstm-sst2": dict(model="bilstm", data="sst2", epochs=2),
     "text-cnn-sst2": dict(model="text-cnn", data="sst2", **KIM_TWO_EPOCHS),
-    "text-cnn-mr": dict(model="text-cnn", data="mr", **KIM_TWO_EPOCHS),
+    "text-cnn-mr": dict(model="text-cnn", data="mr", model_params={"embedding_dim": 128}, **KIM_TWO_EPOCHS),
 }
 
 

@@ -90,7 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     task.add_argument("--held-out-class", help="reconstruction: leave this class out of training, score it as anomaly")
     task.add_argument("--classifier-run", help="generation: a cnn-mnist run whose features measure the Frechet distance")
     task.add_argument(
-        "--train-samples", type=positive_int, help="reconstruction, generation: train on a seeded subset of this size"
+        "--train-samples", type=positive_int, help="reconstruction, generation: train on a seeded subset of this size; language models: training windows "
+        "per epoch"
     )
     parser.set_defaults(run=run)
 

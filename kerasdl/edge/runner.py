@@ -171,13 +171,14 @@ class LiteRTSession:
 
     Integer (int8) inputs and outputs are quantized and dequantized here with the tensors' own scale and
     zero point, so callers always pass and get floats. The batch dimension is resized to each call's.
+    XNNPACK, the interpreter's default CPU delegate, fails to prepare some int8 graphs (an unrolled, masked
+    int8 LSTM); those run on LiteRT's builtin kernels instead, as on a device without the delegate.
     """
 
     def __init__(self, path: Path):
-        from ai_edge_litert.interpreter import Interpreter
-
+        self.path = path
         try:
-            self.interpreter = Interpreter(model_path=str(path))
+            self.interpreter = self._interpreter(default_delegates=True)
         except (ValueError, RuntimeError) as err:
             raise RunnerError(f"{path}: not a valid .tflite model ({_first_line(err)})") from err
         self.input = self.interpreter.get_input_details()[0]
@@ -185,11 +186,29 @@ class LiteRTSession:
         self.io = {"input": tensor_io(self.input), "output": tensor_io(self.output)}
         self.batch = 0  # the batch size the tensors are allocated for
 
+    def _interpreter(self, default_delegates: bool):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        if default_delegates:
+            return Interpreter(model_path=str(self.path))
+        return Interpreter(
+            model_path=str(self.path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
+
+    def _allocate(self, batch: int) -> None:
+        self.interpreter.resize_tensor_input(self.input["index"], [batch, *self.input["shape"][1:]])
+        self.interpreter.allocate_tensors()
+        self.batch = batch
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.batch != len(x):
-            self.interpreter.resize_tensor_input(self.input["index"], [len(x), *self.input["shape"][1:]])
-            self.interpreter.allocate_tensors()
-            self.batch = len(x)
+            try:
+                self._allocate(len(x))
+            except RuntimeError as err:
+                if "XNNPACK" not in str(err):
+                    raise
+                self.interpreter = self._interpreter(default_delegates=False)
+                self._allocate(len(x))
         self.interpreter.set_tensor(self.input["index"], quantize(x, self.input))
         self.interpreter.invoke()
         return dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)

@@ -109,6 +109,7 @@ def export_model(
     part = job.edge_part(model)
     signature_input = input_spec(part, job.signature_shape(part, data.info))
     edge = edge_model(part, data.info, family)
+    targets = job.targets(export.quantization)  # a task that refuses a quantization says so before converting
     out.mkdir(parents=True, exist_ok=True)
     artifact = out / export.artifact
     _remove(artifact)
@@ -128,7 +129,6 @@ def export_model(
         reference.append(predict(part, x))
         outputs.append(run_artifact(x))
     measured = job.parity(np.concatenate(reference), np.concatenate(outputs), data)
-    targets = job.targets(export.quantization)
     failures = targets.failures(measured)
     report = {
         "format": export.name,

@@ -155,7 +155,9 @@ class LanguageModelling(Task):
             )
         return super().targets(quantization)
 
-    def preprocessing(self, data: DataBundle, input_name: str, input_dtype: str, shape: tuple[int, ...]) -> dict[str, Any]:
+    def preprocessing(
+        self, data: DataBundle, input_name: str, input_dtype: str, shape: tuple[int, ...]
+    ) -> dict[str, Any]:
         """Text in (the character vocabulary); one step: [id, state (state_size)] -> [logits, new state]."""
         return {
             "task": self.name,
@@ -177,7 +179,9 @@ class LanguageModelling(Task):
 def _checked(params: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(params) - set(PARAMS))
     if unknown:
-        raise KerasdlError(f"unknown task parameter(s) {', '.join(unknown)} for language-modelling; known: {', '.join(PARAMS)}")
+        raise KerasdlError(
+            f"unknown task parameter(s) {', '.join(unknown)} for language-modelling; known: {', '.join(PARAMS)}"
+        )
     return params
 
 
