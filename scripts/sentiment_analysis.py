@@ -15,10 +15,10 @@ from pathlib import Path
 from kerasdl.commands import positive_int
 from kerasdl.errors import KerasdlError
 
-# The settings tests/test_rnn.py asserts the accuracies with (more epochs only overfit these sets).
+# The training settings tests/test_rnn.py asserts the accuracies with (more epochs overfit these sets).
 SETTINGS = {
     "bilstm": {"epochs": 2},
-    "text-cnn": {"epochs": 2, "batch_size": 50, "learning_rate": 2e-3, "lr_schedule": "cosine"},
+    "text-cnn": {"epochs": 3, "batch_size": 50, "learning_rate": 1e-3, "lr_schedule": "cosine"},
 }
 EXAMPLES = (
     "a gorgeous, witty, seductive movie.",

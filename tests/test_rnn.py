@@ -167,17 +167,20 @@ def test_tape_loop_trains_a_gru_on_a_users_tsv(tmp_path):
 
 # --- accuracy on real data --------------------------------------------------------------------------------------
 
-# The cheapest settings (CPU time) that reached the issue's accuracies at seeds 0, 1 and 2 (test accuracy):
-#   bilstm, SST-2, the defaults for 2 epochs:                0.814 0.809 0.808
-#   text-cnn (Kim's, 300-d), SST-2, KIM_TWO_EPOCHS:          0.820 0.812 0.822
-#   text-cnn with 128-d embeddings, MR, KIM_TWO_EPOCHS:      0.755 0.747 0.757  (300-d: 0.759 0.754 0.759, at 2.7x the time)
-# Adam at 2e-3 decayed to 0 by a cosine over the two epochs: at a constant rate the validation loss often bottoms out
-# after the first epoch (the weights early stopping restores) while accuracy still climbs in the second.
-KIM_TWO_EPOCHS = dict(epochs=2, batch_size=50, learning_rate=2e-3, lr_schedule="cosine")
+# The cheapest settings (CPU time) found that reach the issue's accuracies; test accuracy at seeds 0, 1 and 2:
+#   bilstm, SST-2, its defaults for 2 epochs (Adam 1e-3):         0.814  0.809  0.808
+#   text-cnn, 128-d embeddings, SST-2, TEXT_CNN_SETTINGS:         0.806  0.808  0.809
+#   text-cnn, 128-d embeddings, MR, TEXT_CNN_SETTINGS:            0.757  0.748  0.742
+# Two epochs of Adam 2e-3 (cosine), the cheapest alternative, gave 0.811 0.799 0.812 and 0.745 0.755 0.746; Kim's
+# 300-d embeddings cost 2.3x the time per epoch and gave 0.807 0.795 0.799 on SST-2 in those two epochs. These sets
+# overfit within epochs: the validation loss (what early stopping restores the best epoch of) often bottoms out an
+# epoch before accuracy peaks, so a cosine decay to 0 over a few epochs serves better than a constant rate.
+TEXT_CNN_SETTINGS = dict(epochs=3, batch_size=50, learning_rate=1e-3, lr_schedule="cosine",
+                         model_params={"embedding_dim": 128})
 ACCURACY_RUNS = {
     "bilstm-sst2": dict(model="bilstm", data="sst2", epochs=2),
-    "text-cnn-sst2": dict(model="text-cnn", data="sst2", **KIM_TWO_EPOCHS),
-    "text-cnn-mr": dict(model="text-cnn", data="mr", model_params={"embedding_dim": 128}, **KIM_TWO_EPOCHS),
+    "text-cnn-sst2": dict(model="text-cnn", data="sst2", **TEXT_CNN_SETTINGS),
+    "text-cnn-mr": dict(model="text-cnn", data="mr", **TEXT_CNN_SETTINGS),
 }
 
 
@@ -201,7 +204,7 @@ def sentiment_run(tmp_path_factory):
     ("bilstm-sst2", 0.80, 1_821), ("text-cnn-sst2", 0.80, 1_821), ("text-cnn-mr", 0.74, 1_067),
 ])
 def test_sentiment_accuracy_on_the_test_split(sentiment_run, key, floor, samples):
-    """Kim (2014) CNN-rand: SST-2 0.827, MR 0.761 (his 10-fold average)."""
+    """Kim (2014) CNN-rand, trained to convergence (on SST-2's training phrases too): SST-2 0.827, MR 0.761."""
     metrics = sentiment_run(key).metrics
     assert metrics["test_samples"] == samples and metrics["test_accuracy"] >= floor, metrics["test_accuracy"]
 

@@ -201,14 +201,17 @@ class LiteRTSession:
         self.batch = batch
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return self._run(x)
+        except RuntimeError as err:  # XNNPACK may refuse the graph when allocating or at the first invoke
+            if "XNNPACK" not in str(err):
+                raise
+            self.interpreter, self.batch = self._interpreter(default_delegates=False), 0
+            return self._run(x)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
         if self.batch != len(x):
-            try:
-                self._allocate(len(x))
-            except RuntimeError as err:
-                if "XNNPACK" not in str(err):
-                    raise
-                self.interpreter = self._interpreter(default_delegates=False)
-                self._allocate(len(x))
+            self._allocate(len(x))
         self.interpreter.set_tensor(self.input["index"], quantize(x, self.input))
         self.interpreter.invoke()
         return dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
