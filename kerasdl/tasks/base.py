@@ -227,6 +227,14 @@ def predict(model: keras.Model, x: Any) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=None if hasattr(x, "element_spec") else PREDICT_BATCH, verbose=0))
 
 
+def argmax_accuracy(targets: Any, outputs: Any) -> Any:
+    """The share of targets (class ids: a sample's, or each position's) that the outputs' argmax hits, as a tensor."""
+    import tensorflow as tf
+
+    predicted = tf.argmax(outputs, axis=-1, output_type=tf.int32)
+    return tf.reduce_mean(tf.cast(predicted == tf.cast(targets, tf.int32), tf.float32))
+
+
 def argmax_parity(reference: np.ndarray, outputs: np.ndarray, labels: np.ndarray, agreement: str) -> dict[str, Any]:
     """Parity of per-class scores (a sample's, or each pixel's, on the last axis): max abs difference, the share
     of argmax classes that agree (named `agreement`), and both accuracies against `labels`."""

@@ -13,7 +13,7 @@ from kerasdl.data import DataBundle
 from kerasdl.evaluation.metrics import TOP_K, classification_metrics, probabilities
 from kerasdl.errors import KerasdlError
 from kerasdl.evaluation.table import format_table
-from kerasdl.tasks.base import Bound, ParityTargets, Task, argmax_parity, predict, register_task
+from kerasdl.tasks.base import Bound, ParityTargets, Task, argmax_accuracy, argmax_parity, predict, register_task
 
 VISION_SAMPLES = 200  # test images the misclassified grid and Grad-CAM choose from
 MAX_PRINTED_MATRIX = 20  # classes; a larger confusion matrix is only in metrics.json and the plot
@@ -49,10 +49,7 @@ class Classification(Task):
         return ["accuracy"]
 
     def batch_logs(self, targets, outputs):
-        import tensorflow as tf
-
-        predicted = tf.argmax(outputs, axis=-1, output_type=tf.int32)
-        return {"accuracy": tf.reduce_mean(tf.cast(predicted == tf.cast(targets, tf.int32), tf.float32))}
+        return {"accuracy": argmax_accuracy(targets, outputs)}
 
     def evaluate(self, model, data: DataBundle, params, plots_dir: Path | None, suffix: str = "") -> dict[str, Any]:
         """Accuracy, loss, per-class precision/recall/F1, ROC-AUC, confusion matrix; with `plots_dir` the

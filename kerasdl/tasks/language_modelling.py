@@ -20,7 +20,7 @@ from kerasdl.data import DataBundle, DatasetInfo
 from kerasdl.data.char_windows import DEFAULT_SEQUENCE_LENGTH, CharWindows
 from kerasdl.errors import KerasdlError
 from kerasdl.export.errors import ExportError
-from kerasdl.tasks.base import Bound, ParityTargets, Task, predict, register_task
+from kerasdl.tasks.base import Bound, ParityTargets, Task, argmax_accuracy, predict, register_task
 
 PARAMS = ("sequence_length", "train_samples")  # the task_params this task reads
 PROMPT = "ROMEO:"  # what evaluation continues (the most frequent character where these are not all known)
@@ -61,10 +61,7 @@ class LanguageModelling(Task):
         return ["accuracy"]
 
     def batch_logs(self, targets, outputs):
-        import tensorflow as tf
-
-        predicted = tf.argmax(outputs, axis=-1, output_type=tf.int32)
-        return {"accuracy": tf.reduce_mean(tf.cast(predicted == tf.cast(targets, tf.int32), tf.float32))}
+        return {"accuracy": argmax_accuracy(targets, outputs)}
 
     # --- evaluation --------------------------------------------------------------------------------------
     def evaluate(self, model, data: CharWindows, params, plots_dir: Path | None, suffix: str = "") -> dict[str, Any]:
