@@ -41,7 +41,7 @@ def main() -> int:
     from kerasdl.edge.runner import EdgeModel, RunnerError, generate_text
     from kerasdl.evaluation.report import format_report
     from kerasdl.export.exporter import export_run
-    from kerasdl.models.char_rnn import generate
+    from kerasdl.tasks.language_modelling import generate
     from kerasdl.training import TrainConfig
     from kerasdl.tuning.runs import train_once
 
@@ -62,8 +62,9 @@ def main() -> int:
         # 3. On the edge: the single-step model in TFLite, looped by the runner with NumPy sampling only.
         exported = export_run(run.path, "tflite")
         edge = EdgeModel(exported.artifact)
-        on_device = generate_text(edge.logits, edge.preprocessing.encoder, edge.preprocessing.spec["state_size"],
-                                  args.prompt, args.length, 0.8, seed=args.seed)
+        spec = edge.preprocessing.spec
+        on_device = generate_text(edge.logits, edge.preprocessing.encoder, spec["state_size"], args.prompt, args.length,
+                                  0.8, seed=args.seed, context_length=spec["context_length"])
     except (KerasdlError, RunnerError) as err:
         raise SystemExit(f"text_generation: error: {err}") from None
     same = on_device == generate(model, tokenizer, args.prompt, args.length, 0.8, seed=args.seed)

@@ -65,7 +65,8 @@ def accuracy_run(trained):
 BACKBONE_FORMATS = ("tflite", "tflite-int8", "onnx")
 
 
-TEXT_FAMILIES = ("rnn", "text-cnn")  # text classifiers: test_rnn.py exports them, with text inputs
+# Text classifiers: test_rnn.py, test_transformer_classifier.py and test_bert.py export them, with text inputs.
+TEXT_FAMILIES = ("rnn", "text-cnn", "transformer", "bert")
 
 
 def classifiers() -> list[str]:

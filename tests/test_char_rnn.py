@@ -16,14 +16,15 @@ import pytest
 
 from kerasdl.cli import main
 from kerasdl.data import load
-from kerasdl.data.char_windows import CharWindows
+from kerasdl.data.char_windows import TokenWindows
 from kerasdl.edge.runner import EdgeModel, generate_text
 from kerasdl.errors import DataError, KerasdlError
 from kerasdl.export.errors import ExportError
 from kerasdl.export.exporter import export_run
-from kerasdl.models.char_rnn import generate, keras_step, state_size
+from kerasdl.models.char_rnn import state_size
 from kerasdl.registry import model_spec
 from kerasdl.tasks import get_task
+from kerasdl.tasks.language_modelling import generate, keras_step
 from kerasdl.training import TrainConfig
 
 TASK = get_task("language-modelling")
@@ -42,7 +43,7 @@ def shakespeare():
 
 
 @pytest.fixture(scope="module")
-def windows(shakespeare) -> CharWindows:
+def windows(shakespeare) -> TokenWindows:
     return TASK.adapt_data(shakespeare, {"sequence_length": WINDOW})
 
 
@@ -111,7 +112,7 @@ def test_char_lstm_reaches_2_2_nats_per_character_on_validation(lstm):
     assert float(history[-1]["val_loss"]) <= 2.2 and m["validation_loss"] <= 2.2
     assert float(history[-1]["val_loss"]) == pytest.approx(m["validation_loss"], abs=1e-3)  # same windows, same mean
     assert m["test_loss"] < 2.3 < m["uniform_loss"]
-    assert m["test_bits_per_char"] == pytest.approx(m["test_loss"] / math.log(2))
+    assert m["test_bits_per_token"] == pytest.approx(m["test_loss"] / math.log(2))
     assert m["test_perplexity"] == pytest.approx(math.exp(m["test_loss"]))
     assert m["greedy_continuation"].startswith(PROMPT) and m["sampled_continuation"].startswith(PROMPT)
     assert "nats/char" in TASK.headline(m)
@@ -161,7 +162,7 @@ def test_trained_step_model_reproduces_the_sequence_models_logits(lstm, windows)
     _check_steps(lstm.model, windows)
 
 
-def _check_steps(model: keras.Model, windows: CharWindows) -> None:
+def _check_steps(model: keras.Model, windows: TokenWindows) -> None:
     """The step model, fed a window's characters one by one from a zero state, gives the sequence model's logits."""
     x = windows.take("test", 4, seed=0)
     step, vocabulary = keras_step(model), windows.info.vocabulary_size
@@ -183,7 +184,7 @@ def test_tflite_step_model_is_builtin_only_and_generates_the_same_text_as_keras(
     edge = EdgeModel(tflite.artifact)
     for temperature, top_k in ((0.8, None), (1.0, 5)):
         on_device = generate_text(edge.logits, edge.preprocessing.encoder, spec["state_size"], PROMPT, 120,
-                                  temperature, top_k, seed=3)
+                                  temperature, top_k, seed=3, context_length=spec["context_length"])
         assert on_device == generate(lstm.model, tokenizer, PROMPT, 120, temperature, top_k, seed=3)
 
 

@@ -1,26 +1,32 @@
-"""`kerasdl generate RUN_DIR --prompt TEXT`: continue a prompt with a trained character language model.
+"""`kerasdl generate RUN_DIR --prompt TEXT`: continue a prompt with a trained language model (char-lstm, gpt...).
 
 Sampling is the edge runner's own (`kerasdl.edge.runner.generate_text`) over the Keras model's single step,
-so `kerasdl infer model.tflite --prompt ...` on an export gives the same characters for the same seed.
+so `kerasdl infer model.tflite --prompt ...` on an export gives the same tokens for the same seed.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from kerasdl.commands import check_run_dir, non_negative_float, non_negative_int
+from kerasdl.commands import _checked, check_run_dir, non_negative_float, non_negative_int
+
+probability = _checked(float, lambda value: 0 < value <= 1, "a number in (0, 1]")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("generate", help="continue a prompt with a trained language model (char-lstm...)")
     parser.add_argument("run_dir", help="a run directory of a language model (kerasdl train char-lstm)")
-    parser.add_argument("--prompt", required=True, help="the text to continue (characters of the run's vocabulary)")
-    parser.add_argument("--length", type=non_negative_int, default=300, help="characters to generate (default 300)")
+    parser.add_argument("--prompt", required=True, help="the text to continue (tokens of the run's vocabulary)")
+    parser.add_argument("--length", type=non_negative_int, default=300, help="tokens to generate (default 300)")
     parser.add_argument(
         "--temperature", type=non_negative_float, default=1.0,
         help="divides the logits before sampling: below 1 safer, above 1 wilder, 0 greedy (default 1)",
     )
     parser.add_argument("--top-k", type=non_negative_int, default=0, help="sample among the k likeliest (0: all)")
+    parser.add_argument(
+        "--top-p", type=probability, default=1.0,
+        help="nucleus sampling: among the likeliest tokens that hold this much probability (default 1: all)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same text")
     parser.set_defaults(run=run)
 
@@ -31,21 +37,22 @@ def run(args: argparse.Namespace) -> int:
 
     from kerasdl.edge.runner import RunnerError
     from kerasdl.errors import KerasdlError, RunDirError
-    from kerasdl.models.char_rnn import generate
     from kerasdl.registry import model_spec
+    from kerasdl.tasks.language_modelling import generate
     from kerasdl.training.run_dir import RunDirectory
 
     run_dir = RunDirectory(args.run_dir)
     spec = model_spec(run_dir.read_config()["model"])
     if spec.task != "language-modelling":
         raise KerasdlError(f"{run_dir.path} holds a {spec.name} run ({spec.task}); generate needs a language model "
-                           "such as char-lstm or char-gru")
+                           "such as char-lstm or gpt")
     state = run_dir.read_data_state()
     if not state or "tokenizer" not in state:
         raise RunDirError(f"{run_dir.path} has no saved vocabulary (data_state.json); train the run again")
     model = keras.saving.load_model(run_dir.require_model(), safe_mode=True)
     try:
-        print(generate(model, state["tokenizer"], args.prompt, args.length, args.temperature, args.top_k, args.seed))
+        print(generate(model, state["tokenizer"], args.prompt, args.length, args.temperature, args.top_k, args.seed,
+                       args.top_p))
     except RunnerError as err:
         raise KerasdlError(str(err)) from err
     return 0

@@ -21,13 +21,14 @@ from kerasdl.commands import (
 # Builder keyword arguments.
 MODEL_FLAGS = (
     "dropout", "l1", "l2", "batch_norm", "weights", "fine_tune_layers", "units", "layers", "embedding_dim", "embeddings",
+    "heads", "backbone",
 )
 # TrainConfig fields a model may set its own defaults for (registry `train_defaults`), the flags' otherwise.
 DEFAULTABLE = ("epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule")
 # TrainConfig.task_params.
 TASK_FLAGS = (
     "noise", "held_out_class", "classifier_run", "train_samples", "sequence_length", "horizon", "window_size",
-    "negative_samples",
+    "negative_samples", "tokenizer", "vocabulary_size",
 )
 
 
@@ -68,6 +69,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sequences.add_argument("--horizon", type=positive_int, help="forecasting: steps predicted ahead (default 1)")
     sequences.add_argument("--window-size", type=positive_int, help="word2vec: context words on each side")
     sequences.add_argument("--negative-samples", type=positive_int, help="word2vec: negative words per pair")
+    attention = parser.add_argument_group("attention and Transformers")
+    attention.add_argument("--heads", type=positive_int, help="Transformers: attention heads per block")
+    attention.add_argument("--backbone", help="bert-classifier: a bert-mini run whose pretrained encoder it fine-tunes")
+    attention.add_argument(
+        "--tokenizer", help="language models, translation: character, word or subword (a WordPiece vocabulary "
+        "trained on the training text)"
+    )
+    attention.add_argument("--vocabulary-size", type=positive_int, help="subword/word tokenizers: most tokens to keep")
     optimization = parser.add_argument_group("optimization")
     optimization.add_argument(
         "--optimizer", help="sgd, momentum (SGD, 0.9), rmsprop or adam (default adam, or the model's own)"

@@ -1,7 +1,9 @@
 """Data sets: one registry, one API (`load(name) -> DataBundle` with a tf.data.Dataset per split and info)."""
 
 # Each module registers its sources on import.
-from kerasdl.data import cats_vs_dogs, cifar10, detection, digits, mnist, segmentation, series, text  # noqa: F401
+from kerasdl.data import (  # noqa: F401
+    cats_vs_dogs, cifar10, detection, digits, mnist, segmentation, series, text, translation,
+)
 from kerasdl.data.base import (
     DatasetInfo,
     ImageFiles,

@@ -59,6 +59,9 @@ class DatasetInfo:
     # Text: the token of each id (0 pads, 1 is out-of-vocabulary), for Embeddings and pretrained vectors.
     # The run keeps it in data_state.json; config.json records only its size.
     vocabulary: tuple[str, ...] = field(default=(), repr=False)
+    # Translation: decoder positions per pair ([start] + target, or target + [end]); num_classes then counts
+    # the target vocabulary and `vocabulary` is the source's. 0 for every other kind of data.
+    target_length: int = 0
 
     @property
     def vocabulary_size(self) -> int:

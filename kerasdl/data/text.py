@@ -14,7 +14,6 @@ import gzip
 import io
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -298,6 +297,12 @@ def load_shakespeare(data_dir: Path) -> TextCorpus:
 @register_dataset(
     "english-text",
     description="English sentences for word embeddings: Shakespeare lines, SST-2 GLUE train, MR, Multi30k English",
+    class_names=(),
+    max_value=0.0,
+)
+@register_dataset(
+    "english-corpus",
+    description="The english-text sentences as a corpus for BERT's masked-language-model pretraining",
     class_names=(),
     max_value=0.0,
 )

@@ -123,6 +123,38 @@ ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
 PUNCTUATION = {ord(char): None for char in '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\''}
 ASCII_WHITESPACE = re.compile("[ \t\n\v\f\r]+")
 PAD_ID, OOV_ID = 0, 1
+# Subwords: keras-hub's WordPiece, re-done (kerasdl.data.tokenizer marks whitespace the same way). A word is
+# split off at whitespace (ASCII whitespace, control and format characters: dropped) and at punctuation (ASCII
+# non-alphanumerics and Unicode's P* categories) and CJK ideographs (each kept as a word), then cut greedily
+# into the longest pieces in the vocabulary; a word longer than 100 UTF-8 bytes, or one with an uncovered
+# rest, is OOV. tests/test_gpt.py checks the ids against keras-hub's on the Shakespeare test text.
+SPACE_MARK, NEWLINE_MARK, SUFFIX = "\u2581", "\u00b6", "##"
+MAX_BYTES_PER_WORD = 100
+CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+              (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+
+def word_piece_words(text: str) -> list[str]:
+    """WordPiece's pre-tokenization: whitespace dropped, punctuation and CJK characters words of their own."""
+    import unicodedata
+
+    words, current = [], []
+    for char in text:
+        category, code = unicodedata.category(char), ord(char)
+        whitespace = char in " \t\n\r\f" or category in ("Cc", "Cf")
+        alone = (code < 128 and not char.isalnum()) or category.startswith("P") or any(
+            low <= code <= high for low, high in CJK_RANGES)
+        if whitespace or alone:
+            if current:
+                words.append("".join(current))
+            current = []
+            if alone and not whitespace:
+                words.append(char)
+        else:
+            current.append(char)
+    if current:
+        words.append("".join(current))
+    return words
 
 
 class TextEncoder:
@@ -134,11 +166,13 @@ class TextEncoder:
         self.sequence_length: int | None = tokenizer.get("sequence_length")
         self.standardize: str | None = tokenizer.get("standardize")
         self.ids = {token: i for i, token in enumerate(self.vocabulary)}
-        if self.level not in ("word", "character"):
+        if self.level not in ("word", "character", "subword"):
             raise RunnerError(f"unknown tokenizer level {self.level!r}")
 
     def tokens(self, text: str) -> list[str]:
-        """Standardized and split as TextVectorization does."""
+        """Standardized and split as TextVectorization does; subwords: the words WordPiece cuts into pieces."""
+        if self.level == "subword":
+            return word_piece_words(text.replace(" ", " " + SPACE_MARK).replace("\n", NEWLINE_MARK))
         if self.standardize in ("lower", "lower_and_strip_punctuation"):
             text = text.translate(ASCII_LOWER)
         if self.standardize in ("strip_punctuation", "lower_and_strip_punctuation"):
@@ -147,9 +181,32 @@ class TextEncoder:
             return list(text)
         return [token for token in ASCII_WHITESPACE.split(text) if token]
 
+    def pieces(self, word: str) -> list[int] | None:
+        """WordPiece's greedy longest-match cut of one word into vocabulary ids; None when it has no cut."""
+        if len(word.encode("utf-8")) > MAX_BYTES_PER_WORD:
+            return None
+        ids, start = [], 0
+        while start < len(word):
+            end = len(word)
+            while end > start and (SUFFIX if start else "") + word[start:end] not in self.ids:
+                end -= 1
+            if end == start:
+                return None
+            ids.append(self.ids[(SUFFIX if start else "") + word[start:end]])
+            start = end
+        return ids
+
     def encode_stream(self, text: str) -> np.ndarray:
         """All of one text's ids, unpadded (a prompt, a stream)."""
+        if self.level == "subword":
+            return np.asarray([i for word in self.tokens(text) for i in (self.pieces(word) or [OOV_ID])], np.int32)
         return np.asarray([self.ids.get(token, OOV_ID) for token in self.tokens(text)], np.int32)
+
+    def unknown(self, text: str) -> list[str]:
+        """The tokens (subwords: the words) of `text` the vocabulary cannot represent."""
+        if self.level == "subword":
+            return [word for word in self.tokens(text) if self.pieces(word) is None]
+        return [token for token in self.tokens(text) if token not in self.ids]
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """(len(texts), sequence_length) int32 ids: the first tokens of each text, padded with 0."""
@@ -163,6 +220,10 @@ class TextEncoder:
 
     def decode(self, ids: Any) -> str:
         tokens = [self.vocabulary[int(i)] for i in ids if int(i) != PAD_ID]
+        if self.level == "subword":
+            text = "".join(token[len(SUFFIX):] if token.startswith(SUFFIX) and len(token) > len(SUFFIX) else token
+                           for token in tokens)
+            return text.replace(SPACE_MARK, " ").replace(NEWLINE_MARK, "\n")
         return ("" if self.level == "character" else " ").join(tokens)
 
 
@@ -346,6 +407,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--length", type=int, default=200, help="language models: tokens to generate (default 200)")
     parser.add_argument(
         "--temperature", type=float, default=1.0, help="language models: sampling temperature (0: greedy; default 1)"
+    )
+    parser.add_argument(
+        "--top-p", type=float, help="language models: sample from the likeliest tokens that hold this much probability"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -624,19 +688,29 @@ def _reconstruct(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[
 # --- language models: a prompt in, sampled text out, one token at a time through a single-step model ---------
 
 
-def sample_next(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator) -> int:
+def sample_next(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator,
+                top_p: float | None = None) -> int:
     """The next token id: argmax at temperature 0, else a draw from softmax(logits / temperature) over the
-    `top_k` most likely tokens (None or 0: all). Padding and OOV ids are never drawn."""
+    `top_k` most likely tokens (None or 0: all) and, of those, the fewest most likely whose probabilities
+    sum to `top_p` (nucleus sampling; None or 1: all). Padding and OOV ids are never drawn."""
     logits = np.asarray(logits, np.float64).copy()
     logits[[PAD_ID, OOV_ID]] = -np.inf
     if temperature == 0:
         return int(np.argmax(logits))
     if temperature < 0:
         raise RunnerError(f"temperature must be >= 0, got {temperature}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise RunnerError(f"top-p must be in (0, 1], got {top_p}")
     logits /= temperature
     if top_k:
         logits[logits < np.sort(logits)[-min(top_k, len(logits))]] = -np.inf
-    return int(rng.choice(len(logits), p=softmax(logits)))
+    probabilities = softmax(logits)
+    if top_p is not None and top_p < 1:
+        order = np.argsort(-probabilities, kind="stable")
+        before = np.cumsum(probabilities[order]) - probabilities[order]  # the mass of the likelier tokens
+        probabilities[order[before >= top_p]] = 0.0  # keeps the first token that reaches top_p
+        probabilities /= probabilities.sum()
+    return int(rng.choice(len(logits), p=probabilities))
 
 
 def generate_text(
@@ -648,45 +722,64 @@ def generate_text(
     temperature: float = 1.0,
     top_k: int | None = None,
     seed: int = 0,
+    top_p: float | None = None,
+    context_length: int | None = None,
 ) -> str:
     """`prompt` and `length` sampled tokens after it. `step` maps [token id, state (state_size)] (batch 1) to
-    [next-token logits (vocabulary), new state]; the state starts at zero and reads the prompt token by token."""
+    [next-token logits (vocabulary), new state]; the state starts at zero and reads the prompt token by token.
+
+    A state holds at most `context_length` tokens (a Transformer's key/value cache: its positions; None: no
+    bound). When it is full, it is re-primed: zeroed, then fed the last half of the context again, so the
+    model keeps conditioning on as much as it can while each new token still costs one step.
+    """
     ids = encoder.encode_stream(prompt)
     if not len(ids):
         raise RunnerError("the prompt is empty: give at least one token to start from")
-    unknown = sorted({token for token in encoder.tokens(prompt) if token not in encoder.ids})
+    unknown = sorted(set(encoder.unknown(prompt)))
     if unknown:
-        raise RunnerError(f"the prompt has tokens outside the vocabulary: {''.join(unknown)[:40]!r}")
+        separator = "" if encoder.level == "character" else " "
+        raise RunnerError(f"the prompt has tokens outside the vocabulary: {separator.join(unknown)[:40]!r}")
     if length < 0:
         raise RunnerError(f"length must be >= 0, got {length}")
+    if context_length is not None and context_length < 2:
+        raise RunnerError(f"a context of {context_length} token(s) cannot be re-primed; it needs at least 2")
     vocabulary, state = len(encoder.vocabulary), np.zeros(state_size, np.float32)
-    rng, generated = np.random.default_rng(seed), []
+    rng, tokens, generated = np.random.default_rng(seed), [int(token) for token in ids], []
+    held = 0  # tokens the state holds
 
     def advance(token: int) -> np.ndarray:
-        nonlocal state
+        nonlocal state, held
         output = np.asarray(step(np.concatenate([[token], state]).astype(np.float32)[np.newaxis]))[0]
         if output.shape != (vocabulary + state_size,):
             raise RunnerError(f"the step model gives {output.shape[0]} values, not vocabulary + state {vocabulary + state_size}")
-        state = output[vocabulary:]
+        state, held = output[vocabulary:], held + 1
         return output[:vocabulary]
 
-    for token in ids:
-        logits = advance(int(token))
+    def read(context: list[int]) -> np.ndarray:
+        nonlocal state, held
+        state, held = np.zeros(state_size, np.float32), 0
+        for token in context:
+            logits = advance(token)
+        return logits
+
+    logits = read(tokens[-context_length:] if context_length else tokens)
     for _ in range(length):
-        generated.append(sample_next(logits, temperature, top_k, rng))
-        logits = advance(generated[-1])
+        generated.append(sample_next(logits, temperature, top_k, rng, top_p))
+        tokens.append(generated[-1])
+        logits = read(tokens[-(context_length // 2):]) if held == context_length else advance(generated[-1])
     return prompt + encoder.decode(generated)
 
 
 def _language_model(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """Language modelling: `--prompt` continued by `--length` sampled tokens (`--temperature`, `--top-k`, `--seed`)."""
+    """Language modelling: `--prompt` continued by `--length` sampled tokens (`--temperature`, `--top-k`,
+    `--top-p`, `--seed`), within the model's context length (preprocessing.json)."""
     spec = model.preprocessing
     if args.prompt is None:
         raise RunnerError("--prompt is required for a language model (the text to continue)")
     text = generate_text(model.logits, spec.encoder, int(spec.spec["state_size"]), args.prompt, args.length,
-                         args.temperature, args.top_k, args.seed)
+                         args.temperature, args.top_k, args.seed, args.top_p, spec.spec.get("context_length"))
     settings = {"prompt": args.prompt, "length": args.length, "temperature": args.temperature,
-                "top_k": args.top_k, "seed": args.seed}
+                "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed}
     return text, {**settings, "text": text}
 
 
@@ -758,6 +851,134 @@ def _forecast(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[str
     return text, {"input": str(args.input), "window": window, "forecast": [float(v) for v in forecast], "unit": unit}
 
 
+# --- masked language models: the words that fit each [MASK] of a sentence ------------------------------------
+
+
+def mask_encode(encoder: TextEncoder, text: str, mask_token: str) -> tuple[np.ndarray, list[int]]:
+    """(sequence_length,) int32 ids of `text`, each `mask_token` as its own id (standardizing would strip its
+    brackets, so the pieces between masks are tokenized apart), and the masks' positions."""
+    pieces = text.split(mask_token)
+    if len(pieces) < 2:
+        raise RunnerError(f"the text has no {mask_token} to fill: {text!r}")
+    ids = list(encoder.encode_stream(pieces[0]))
+    for piece in pieces[1:]:
+        ids += [encoder.ids[mask_token], *encoder.encode_stream(piece)]
+    if len(ids) > (encoder.sequence_length or 0):
+        raise RunnerError(f"the text has {len(ids)} tokens; this model reads at most {encoder.sequence_length}")
+    padded = np.zeros(encoder.sequence_length, np.int32)
+    padded[: len(ids)] = ids
+    return padded, [i for i, token in enumerate(ids) if token == encoder.ids[mask_token]]
+
+
+def fill_masks(logits: np.ndarray, encoder: TextEncoder, mask_token: str, k: int) -> list[list[dict[str, Any]]]:
+    """For each mask's logits (masks, vocabulary), the k most probable words as {"token", "probability"}, best
+    first; padding, OOV and the mask itself are never proposed."""
+    scores = np.asarray(logits, np.float64).copy()
+    scores[:, [PAD_ID, OOV_ID, encoder.ids[mask_token]]] = -np.inf
+    probabilities = softmax(scores)
+    return [[{"token": encoder.vocabulary[i], "probability": round(float(row[i]), 4)} for i in np.argsort(-row)[:k]]
+            for row in probabilities]
+
+
+def _masked_language_model(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """Masked language modelling: each `--text` with its [MASK]s filled by the most probable word, and the
+    `--top-k` candidates (default 5) of each mask."""
+    k, spec = _positive(args.top_k, 5, "--top-k"), model.preprocessing
+    mask_token = spec.spec["input"].get("mask_token", "[MASK]")
+    results, lines = [], []
+    for text in _texts(args):
+        ids, positions = mask_encode(spec.encoder, text, mask_token)
+        masks = fill_masks(model.logits(ids[np.newaxis])[0][positions], spec.encoder, mask_token, k)
+        filled = text
+        for guesses in masks:
+            filled = filled.replace(mask_token, guesses[0]["token"], 1)
+        results.append({"text": text, "filled": filled, "masks": masks})
+        lines.append(filled + "".join(
+            f"\n  [MASK] {number}: " + ", ".join(f"{g['token']} ({g['probability']:.3f})" for g in guesses)
+            for number, guesses in enumerate(masks, 1)
+        ))
+    return "\n".join(lines), {"results": results}
+
+
+# --- translation: an English sentence in, its translation out, greedily through a packed decoder step ----------
+
+SPACE_BEFORE_DROPPED = re.compile(r" ([.,)])")
+SPACE_AFTER_DROPPED = re.compile(r"(['(]) ")
+HYPHEN = re.compile(r" ?- ?")
+
+
+def detokenize(tokens: list[str], level: str) -> str:
+    """A translation's tokens as text: characters joined as they are; words joined by spaces, except before
+    . , ) and after an apostrophe or ( and around hyphens (French keeps its space before ! ? : ;)."""
+    if level == "character":
+        return "".join(tokens)
+    text = SPACE_AFTER_DROPPED.sub(r"\1", SPACE_BEFORE_DROPPED.sub(r"\1", " ".join(tokens)))
+    return HYPHEN.sub("-", text)
+
+
+def mask_special(logits: np.ndarray, start_id: int) -> np.ndarray:
+    """Logits (batch, vocabulary) with padding, OOV and [start] made impossible: never a translation's token."""
+    logits = np.array(logits, np.float64)
+    logits[:, [PAD_ID, OOV_ID, start_id]] = -np.inf
+    return logits
+
+
+def greedy_decode(
+    advance: Callable[[np.ndarray], np.ndarray], batch: int, start_id: int, end_id: int, max_length: int
+) -> list[list[int]]:
+    """Each row's most likely next token, step by step from [start], until [end] or `max_length` tokens.
+
+    `advance(tokens (batch,))` feeds one token per row to the decoder and returns the next logits (batch,
+    vocabulary). Rows that have ended are fed padding; the returned ids stop before [end]."""
+    tokens, ended = np.full(batch, start_id, np.int64), np.zeros(batch, bool)
+    decoded: list[list[int]] = [[] for _ in range(batch)]
+    for _ in range(max_length):
+        tokens = np.where(ended, PAD_ID, mask_special(advance(tokens), start_id).argmax(axis=-1))
+        for row in np.flatnonzero(~ended):
+            if tokens[row] != end_id:
+                decoded[row].append(int(tokens[row]))
+        ended |= tokens == end_id
+        if ended.all():
+            break
+    return decoded
+
+
+def translate_text(
+    step: Callable[[np.ndarray], np.ndarray], source: TextEncoder, target: TextEncoder, sentences: list[str],
+    cache_size: int, start_id: int, end_id: int,
+) -> list[str]:
+    """Greedy translations of raw sentences. `step` maps packed [source ids (S), token, position, caches
+    (cache_size)] to [next-token logits (target vocabulary), position + 1, new caches], a batch at a time."""
+    ids = source.encode(sentences).astype(np.float32)
+    vocabulary, batch = len(target.vocabulary), len(sentences)
+    position, caches = np.zeros((batch, 1), np.float32), np.zeros((batch, cache_size), np.float32)
+
+    def advance(tokens: np.ndarray) -> np.ndarray:
+        nonlocal position, caches
+        output = np.asarray(step(np.concatenate([ids, tokens[:, None], position, caches], axis=1).astype(np.float32)))
+        if output.shape != (batch, vocabulary + 1 + cache_size):
+            raise RunnerError(f"the step model gives {output.shape[1]} values, not vocabulary + 1 + caches "
+                              f"{vocabulary + 1 + cache_size}")
+        position, caches = output[:, vocabulary : vocabulary + 1], output[:, vocabulary + 1 :]
+        return output[:, :vocabulary]
+
+    decoded = greedy_decode(advance, batch, start_id, end_id, target.sequence_length or 1)
+    return [detokenize([target.vocabulary[i] for i in row], target.level) for row in decoded]
+
+
+def _translation(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """Translation: each `--text` (or line of `--input`) translated greedily."""
+    spec = model.preprocessing
+    try:
+        target = TextEncoder(spec.spec["input"]["target_tokenizer"])
+        settings = [int(spec.spec[key]) for key in ("cache_size", "start_id", "end_id")]
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunnerError(f"{PREPROCESSING_FILE} lacks or mangles the translation setting {_first_line(err)}") from None
+    texts = _texts(args)
+    translations = translate_text(model.logits, spec.encoder, target, texts, *settings)
+    return "\n".join(translations), {"texts": texts, "translations": translations}
+
+
 # task name -> (model, args) -> (text to print, JSON result). Each task's post-processing lives above.
 TASK_RUNNERS: dict[str, Callable[[EdgeModel, argparse.Namespace], tuple[str, dict[str, Any]]]] = {
     "classification": _classify,
@@ -768,6 +989,8 @@ TASK_RUNNERS: dict[str, Callable[[EdgeModel, argparse.Namespace], tuple[str, dic
     "language-modelling": _language_model,
     "word-embedding": _neighbours,
     "forecasting": _forecast,
+    "translation": _translation,
+    "masked-language-modelling": _masked_language_model,
 }
 
 

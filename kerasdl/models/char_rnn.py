@@ -8,14 +8,12 @@ single-step model whose one input packs [character id, recurrent state] and whos
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import keras
-import numpy as np
 
 from kerasdl.data import DatasetInfo
 from kerasdl.errors import KerasdlError
 from kerasdl.registry import register_model
+from kerasdl.tasks.language_modelling import register_step_model
 
 RECURRENT = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 LESSON = "Stage 3: RNNs, LSTMs (character-level text generation)"
@@ -79,14 +77,19 @@ def _states(layer: keras.layers.Layer) -> int:
     return 2 if isinstance(layer, keras.layers.LSTM) else 1
 
 
-def step_model(model: keras.Model) -> keras.Model:
-    """The trained weights as one step: packed [character id, state] (1 + S,) float32 -> [logits (V), new state].
+@register_step_model
+def step_model(model: keras.Model) -> keras.Model | None:
+    """The trained weights as one step: packed [character id, state] (1 + S,) float32 -> [logits (V), new state];
+    None for a model without recurrent layers.
 
     Each recurrent layer is rebuilt over a sequence of length 1 with `unroll=True` (no while loop, so TFLite
     gets builtin ops only) and `return_state`, and starts from its slice of the packed state. Dropout is
     left out: generation is inference.
     """
-    embedding, dense, stack = model.get_layer("embedding"), model.get_layer("logits"), recurrent_layers(model)
+    stack = recurrent_layers(model)
+    if not stack:
+        return None
+    embedding, dense = model.get_layer("embedding"), model.get_layer("logits")
     packed = keras.Input(shape=(1 + state_size(model),), dtype="float32", name="token_and_state")
     token = keras.ops.cast(keras.ops.round(packed[:, :1]), "int32")  # (batch, 1): a one-step sequence
     x = _clone(embedding)(token)
@@ -108,24 +111,3 @@ def step_model(model: keras.Model) -> keras.Model:
 def _clone(layer: keras.layers.Layer, **overrides: object) -> keras.layers.Layer:
     """A new layer of the same class and name, with `overrides` in its config (weights are copied after)."""
     return layer.__class__.from_config({**layer.get_config(), **overrides})
-
-
-def keras_step(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
-    """The trained sequence model's single step as a NumPy function, batch (n, 1 + S) -> (n, V + S)."""
-    import tensorflow as tf
-
-    step = step_model(model)
-    call = tf.function(lambda x: step(x, training=False), reduce_retracing=True)
-    return lambda x: call(tf.constant(x, tf.float32)).numpy()
-
-
-def generate(
-    model: keras.Model, tokenizer: dict[str, Any], prompt: str, length: int, temperature: float = 1.0,
-    top_k: int | None = None, seed: int = 0,
-) -> str:
-    """`prompt` continued by `length` characters sampled from the Keras model, by the edge runner's own loop
-    and sampler (`kerasdl.edge.runner.generate_text`), so an export gives the same text for the same seed."""
-    from kerasdl.edge.runner import TextEncoder, generate_text
-
-    return generate_text(keras_step(model), TextEncoder(tokenizer), state_size(model), prompt, length, temperature,
-                         top_k, seed)

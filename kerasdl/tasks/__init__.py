@@ -7,8 +7,10 @@ from kerasdl.tasks import (  # noqa: F401
     forecasting,
     generation,
     language_modelling,
+    masked_language_modelling,
     reconstruction,
     segmentation,
+    translation,
     word_embedding,
 )
 from kerasdl.tasks.base import Bound, ParityTargets, Task, get_task, predict, register_task

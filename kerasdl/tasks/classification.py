@@ -53,7 +53,10 @@ class Classification(Task):
 
     def evaluate(self, model, data: DataBundle, params, plots_dir: Path | None, suffix: str = "") -> dict[str, Any]:
         """Accuracy, loss, per-class precision/recall/F1, ROC-AUC, confusion matrix; with `plots_dir` the
-        confusion matrix and ROC curves, and for images misclassified samples, filters and Grad-CAM."""
+        confusion matrix and ROC curves, for images misclassified samples, filters and Grad-CAM, and for a
+        Transformer on text its attention map."""
+        from kerasdl.data.text import TextBundle
+        from kerasdl.evaluation.attention_maps import write_attention_maps
         from kerasdl.evaluation.plots import plot_confusion_matrix, plot_roc_curves
 
         y = data.labels("test")
@@ -65,6 +68,9 @@ class Classification(Task):
             plot_roc_curves(y, probabilities(logits), names, plots_dir / f"roc_curve{suffix}.png")
             if len(data.info.input_shape) == 3:  # images: show what the model gets wrong and where it looks
                 _vision_plots(model, data, y, logits, plots_dir, suffix)
+            if isinstance(data, TextBundle):  # text: where a Transformer's heads look (no plot for other models)
+                write_attention_maps(model, data.texts["test"], data.ids("test"), data.info.vocabulary, names,
+                                     plots_dir, suffix)
         return metrics
 
     def headline(self, metrics: dict[str, Any]) -> str:
