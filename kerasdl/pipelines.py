@@ -179,7 +179,7 @@ class _KerasBackend(_Backend):
         self.config = run.read_config()
         self.task = model_spec(self.config["model"]).task
         self.state = run.read_data_state() or {}
-        if "tokenizer" not in self.state:
+        if not self.state:  # a text model's run keeps its vocabularies there
             raise KerasdlError(f"{path} is not a text model's run (no saved vocabulary in data_state.json)")
         self.class_names = tuple(self.config["dataset"]["class_names"])
         self.model = keras.saving.load_model(run.require_model(), safe_mode=True)

@@ -38,12 +38,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    import keras
-
-    from kerasdl.evaluation.metrics import probabilities
+    import kerasdl
     from kerasdl.evaluation.report import format_report
     from kerasdl.training import TrainConfig
-    from kerasdl.training.train import load_for
     from kerasdl.tuning.runs import train_once
 
     config = TrainConfig(
@@ -57,11 +54,10 @@ def main() -> int:
     print(format_report(metrics))
     print(f"attention map: {run.path / 'plots' / 'attention_map.png'}")
 
-    data = load_for(run.read_config(), state=run.read_data_state())  # the vocabulary training used
-    model = keras.saving.load_model(run.model_path)
+    classify = kerasdl.pipeline("sentiment-analysis", run.path)  # the curriculum's pipeline(), on our own run
     texts = args.text or list(EXAMPLES)
-    for text, row in zip(texts, probabilities(model.predict(data.inputs_for(texts), verbose=0))):
-        print(f"{data.info.class_names[row.argmax()]:>10} {row.max():.3f}  {text}")
+    for text, answer in zip(texts, classify(texts)):
+        print(f"{answer['label']:>10} {answer['score']:.3f}  {text}")
     return 0
 
 

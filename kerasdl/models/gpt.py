@@ -64,6 +64,34 @@ def build_gpt(
     return keras.Model(ids, logits, name="gpt")
 
 
+@keras.saving.register_keras_serializable(package="kerasdl")
+class CachedStep(keras.layers.Layer):
+    """A trained decoder block's one cached step, (x, cache, position) -> (x, new cache), as a layer of its own.
+
+    Calling the shared block itself with a cache sliced out of the packed input leaves Keras's functional graph
+    unable to connect the outputs ("Output ... is not connected to inputs"); this wrapper (sharing the block's
+    weights) gives the step model one node per block with a declared output spec.
+    """
+
+    def __init__(self, block: TransformerDecoderBlock, **kwargs):
+        kwargs.setdefault("name", f"{block.name}_step")
+        super().__init__(**kwargs)
+        self.block = block
+
+    def call(self, x, cache, position):
+        return self.block(x, cache=cache, cache_index=position, training=False)
+
+    def compute_output_spec(self, x, cache, position):
+        return keras.KerasTensor(x.shape, x.dtype), keras.KerasTensor(cache.shape, cache.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "block": keras.saving.serialize_keras_object(self.block)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "CachedStep":
+        return cls(keras.saving.deserialize_keras_object(config.pop("block")), **config)
+
+
 def decoder_blocks(model: keras.Model) -> list[TransformerDecoderBlock]:
     """The model's decoder blocks, bottom first."""
     return [layer for layer in model.layers if isinstance(layer, TransformerDecoderBlock)]
@@ -85,7 +113,7 @@ def step_model(model: keras.Model) -> keras.Model | None:
     x, caches = embedding(token, start_index=position), []
     for index, block in enumerate(blocks):
         cache = keras.ops.reshape(packed[:, 2 + index * size : 2 + (index + 1) * size], (-1, *shape))
-        x, cache = block(x, cache=cache, cache_index=position, training=False)
+        x, cache = CachedStep(block)(x, cache, position)
         caches.append(keras.ops.reshape(cache, (-1, size)))
     logits = keras.ops.squeeze(model.get_layer("logits")(model.get_layer("final_norm")(x)), axis=1)
     following = keras.ops.cast(position + 1, "float32")[:, None]

@@ -250,3 +250,21 @@ def argmax_parity(reference: np.ndarray, outputs: np.ndarray, labels: np.ndarray
         "keras_accuracy": keras_accuracy,
         "accuracy_drop": keras_accuracy - accuracy,
     }
+
+
+def step_parity(reference: np.ndarray, outputs: np.ndarray, vocabulary: int, state: str, state_start: int) -> dict[str, Any]:
+    """Parity of a packed single-step model's outputs, [next-token logits (vocabulary), state...]: the largest
+    |difference| overall, of the logits and of the state from `state_start` on (named max_abs_<state>_diff),
+    and how often the most likely next token agrees."""
+    if reference.shape != outputs.shape:
+        raise ValueError(f"artifact gives outputs of shape {outputs.shape}, Keras {reference.shape}")
+    difference = np.abs(reference - outputs)
+    return {
+        "samples": len(reference),
+        "max_abs_diff": float(difference.max()),
+        "max_abs_logit_diff": float(difference[:, :vocabulary].max()),
+        f"max_abs_{state}_diff": float(difference[:, state_start:].max()),
+        "next_token_agreement": float(np.mean(
+            reference[:, :vocabulary].argmax(axis=-1) == outputs[:, :vocabulary].argmax(axis=-1)
+        )),
+    }

@@ -28,7 +28,7 @@ from kerasdl.data.char_windows import DEFAULT_SEQUENCE_LENGTH, TokenWindows
 from kerasdl.data.tokenizer import SUBWORD
 from kerasdl.errors import KerasdlError
 from kerasdl.export.errors import ExportError
-from kerasdl.tasks.base import Bound, ParityTargets, Task, argmax_accuracy, predict, register_task
+from kerasdl.tasks.base import Bound, ParityTargets, Task, argmax_accuracy, predict, register_task, step_parity
 
 PARAMS = ("sequence_length", "train_samples", "tokenizer", "vocabulary_size")  # the task_params this task reads
 PROMPT = "ROMEO:"  # what evaluation continues (the most frequent token where these are not all known)
@@ -205,21 +205,10 @@ class LanguageModelling(Task):
 
     def parity(self, reference: np.ndarray, outputs: np.ndarray, data: DataBundle) -> dict[str, Any]:
         """Largest |difference| of logits and of states, and how often the most likely next token agrees."""
-        if reference.shape != outputs.shape:
-            raise ValueError(f"artifact gives outputs of shape {outputs.shape}, Keras {reference.shape}")
         vocabulary = data.info.vocabulary_size
-        difference = np.abs(reference - outputs)
-        return {
-            "split": f"test text: {PARITY_STREAMS} positions x {min(PARITY_STEPS, data.sequence_length)} steps of "
-                     "[token, state]",
-            "samples": len(reference),
-            "max_abs_diff": float(difference.max()),
-            "max_abs_logit_diff": float(difference[:, :vocabulary].max()),
-            "max_abs_state_diff": float(difference[:, vocabulary:].max()),
-            "next_token_agreement": float(np.mean(
-                reference[:, :vocabulary].argmax(axis=-1) == outputs[:, :vocabulary].argmax(axis=-1)
-            )),
-        }
+        steps = min(PARITY_STEPS, data.sequence_length)
+        return {"split": f"test text: {PARITY_STREAMS} positions x {steps} steps of [token, state]",
+                **step_parity(reference, outputs, vocabulary, "state", vocabulary)}
 
     def targets(self, quantization: str | None) -> ParityTargets:
         """Float and weight-only quantization. Full int8 would quantize the packed input with one scale for a

@@ -24,7 +24,7 @@ from kerasdl.data.translation import END_ID, MAX_LENGTH, MAX_TOKENS, START_ID, T
 from kerasdl.edge.runner import PAD_ID, greedy_decode, mask_special
 from kerasdl.errors import KerasdlError
 from kerasdl.export.errors import ExportError
-from kerasdl.tasks.base import Bound, ParityTargets, Task, register_task
+from kerasdl.tasks.base import Bound, ParityTargets, Task, register_task, step_parity
 
 PARAMS = ("sequence_length", "train_samples", "vocabulary_size", "tokenizer")  # the task_params this task reads
 BLEU_PAIRS = 500  # test pairs decoded for BLEU and chrF: the fixed held-out set
@@ -276,20 +276,9 @@ class Translation(Task):
 
     def parity(self, reference: np.ndarray, outputs: np.ndarray, data: DataBundle) -> dict[str, Any]:
         """Largest |difference| of logits and of caches, and how often the next token's argmax agrees."""
-        if reference.shape != outputs.shape:
-            raise ValueError(f"artifact gives outputs of shape {outputs.shape}, Keras {reference.shape}")
-        vocabulary = data.info.num_classes
-        difference = np.abs(reference - outputs)
-        return {
-            "split": f"test: greedy decoding of {PARITY_SENTENCES} sentences, every step",
-            "samples": len(reference),
-            "max_abs_diff": float(difference.max()),
-            "max_abs_logit_diff": float(difference[:, :vocabulary].max()),
-            "max_abs_cache_diff": float(difference[:, vocabulary + 1 :].max()),
-            "next_token_agreement": float(np.mean(
-                reference[:, :vocabulary].argmax(axis=-1) == outputs[:, :vocabulary].argmax(axis=-1)
-            )),
-        }
+        vocabulary = data.info.num_classes  # the position follows the logits; the caches follow it
+        return {"split": f"test: greedy decoding of {PARITY_SENTENCES} sentences, every step",
+                **step_parity(reference, outputs, vocabulary, "cache", vocabulary + 1)}
 
     def targets(self, quantization: str | None) -> ParityTargets:
         """Float and weight-only quantization; full int8 would give token ids, positions and cached keys one
