@@ -91,3 +91,24 @@ def check_run_dir(path: str) -> None:
         raise RunDirError(f"run directory {Path(path)} does not exist")
     if not (Path(path) / "model.keras").exists():
         raise RunDirError(f"{Path(path)} has no model.keras (not a finished kerasdl run directory)")
+
+
+def load_text_run(path: str, task: str, needs: str, state_key: str) -> tuple[dict, dict, object]:
+    """A finished run of `task`: its config, its saved data state (which must hold `state_key`, the vocabulary)
+    and its Keras model. A run of another task fails in one line ending "<needs>"; checks the folder first."""
+    check_run_dir(path)  # before TensorFlow is imported
+    import keras
+
+    from kerasdl.errors import KerasdlError, RunDirError
+    from kerasdl.registry import model_spec
+    from kerasdl.training.run_dir import RunDirectory
+
+    run_dir = RunDirectory(path)
+    config = run_dir.read_config()
+    spec = model_spec(config["model"])
+    if spec.task != task:
+        raise KerasdlError(f"{run_dir.path} holds a {spec.name} run ({spec.task}); {needs}")
+    state = run_dir.read_data_state()
+    if not state or state_key not in state:
+        raise RunDirError(f"{run_dir.path} has no saved vocabulary (data_state.json); train the run again")
+    return config, state, keras.saving.load_model(run_dir.require_model(), safe_mode=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from kerasdl.commands import _checked, check_run_dir, non_negative_float, non_negative_int
+from kerasdl.commands import _checked, load_text_run, non_negative_float, non_negative_int
 
 probability = _checked(float, lambda value: 0 < value <= 1, "a number in (0, 1]")
 
@@ -32,24 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_run_dir(args.run_dir)  # before TensorFlow is imported
-    import keras
-
+    _, state, model = load_text_run(args.run_dir, "language-modelling", "generate needs a language model such as "
+                                    "char-lstm or gpt", "tokenizer")
     from kerasdl.edge.runner import RunnerError
-    from kerasdl.errors import KerasdlError, RunDirError
-    from kerasdl.registry import model_spec
+    from kerasdl.errors import KerasdlError
     from kerasdl.tasks.language_modelling import generate
-    from kerasdl.training.run_dir import RunDirectory
 
-    run_dir = RunDirectory(args.run_dir)
-    spec = model_spec(run_dir.read_config()["model"])
-    if spec.task != "language-modelling":
-        raise KerasdlError(f"{run_dir.path} holds a {spec.name} run ({spec.task}); generate needs a language model "
-                           "such as char-lstm or gpt")
-    state = run_dir.read_data_state()
-    if not state or "tokenizer" not in state:
-        raise RunDirError(f"{run_dir.path} has no saved vocabulary (data_state.json); train the run again")
-    model = keras.saving.load_model(run_dir.require_model(), safe_mode=True)
     try:
         print(generate(model, state["tokenizer"], args.prompt, args.length, args.temperature, args.top_k, args.seed,
                        args.top_p))

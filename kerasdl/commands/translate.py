@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from kerasdl.commands import check_run_dir, positive_int
+from kerasdl.commands import load_text_run, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,26 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_run_dir(args.run_dir)  # before TensorFlow is imported
-    import keras
-
+    config, state, model = load_text_run(args.run_dir, "translation", "translate needs a translation model such as "
+                                         "translator", "target_tokenizer")
     from kerasdl.data.translation import TranslationPairs
-    from kerasdl.errors import KerasdlError, RunDirError
-    from kerasdl.registry import model_spec
     from kerasdl.tasks.translation import translate
-    from kerasdl.training.run_dir import RunDirectory
 
-    run_dir = RunDirectory(args.run_dir)
-    config = run_dir.read_config()
-    spec = model_spec(config["model"])
-    if spec.task != "translation":
-        raise KerasdlError(f"{run_dir.path} holds a {spec.name} run ({spec.task}); translate needs a translation "
-                           "model such as translator")
-    state = run_dir.read_data_state()
-    if not state or "target_tokenizer" not in state:
-        raise RunDirError(f"{run_dir.path} has no saved vocabularies (data_state.json); train the run again")
     data = TranslationPairs.from_state(config["data"], state)  # the vocabularies only: no pairs are read
-    model = keras.saving.load_model(run_dir.require_model(), safe_mode=True)
     for translation in translate(model, data, args.sentences, args.beam_size):
         print(translation)
     return 0
