@@ -179,3 +179,32 @@ def test_bad_task_params_fail_before_training_with_one_line(tmp_path, params, me
         train(config, out=tmp_path / "run", verbose=0)
     assert message in str(caught.value) and "\n" not in str(caught.value)
     assert not (tmp_path / "run").exists()  # nothing was started
+
+
+def test_served_reconstructions_equal_the_runners(exported, tmp_path):
+    import base64
+    from io import BytesIO
+
+    from PIL import Image
+
+    from kerasdl.data import load
+    from kerasdl.edge.runner import EdgeModel, _reconstruct
+    from kerasdl.serve.app import create_app
+    from kerasdl.serve.repository import ModelRepository
+
+    artifact = exported("tflite").artifact
+    client = create_app(ModelRepository.load(artifact.parent)).test_client()
+    name = client.get("/v1/models").json["models"][0]["name"]
+    digits = np.round((load("mnist").take("test", 4) + 1.0) * 127.5).astype(np.uint8)
+    served = client.post(f"/v1/models/{name}:predict", json={"inputs": digits.tolist()})
+    assert served.status_code == 200, served.json
+    np.save(tmp_path / "digits.npy", digits)
+    args = argparse.Namespace(input=str(tmp_path / "digits.npy"), output=str(tmp_path / "grid.png"))
+    _, runner = _reconstruct(EdgeModel(artifact), args)
+    assert served.json["mse"] == runner["mse"], "the served MSEs differ from the runner's"
+    assert served.json["grid"] == runner["grid"] == [2, 2]
+    grid = np.asarray(Image.open(BytesIO(base64.b64decode(served.json["image_png"]))))
+    assert np.array_equal(grid, np.asarray(Image.open(tmp_path / "grid.png"))), "the served grid differs from the runner's"
+
+    refused = client.post(f"/v1/models/{name}:predict", json={"inputs": [[0.0] * 28] * 27})
+    assert refused.status_code == 400 and "expected [28, 28, 1]" in refused.json["error"], refused.json

@@ -194,3 +194,26 @@ def test_registered_models():
     assert (mini.family, mini.task, mini.default_data) == ("bert", "masked-language-modelling", "english-corpus")
     assert (classifier.family, classifier.task, classifier.default_data) == ("bert", "classification", "sst2")
     assert keras.saving.get_registered_object("kerasdl>MaskedTokenCrossEntropy") is not None
+
+
+@pytest.mark.slow
+def test_served_fill_mask_equals_the_runners_and_a_text_without_a_mask_is_refused(pretrained, tmp_path, capsys):
+    from kerasdl.serve.app import create_app
+    from kerasdl.serve.repository import ModelRepository
+
+    run = pretrained.run
+    data = load_for(run.read_config(), state=run.read_data_state())
+    artifact = export_model(pretrained.model, data, "tflite", tmp_path / "tflite", task="masked-language-modelling",
+                            family="bert", latency_runs=1).artifact
+    client = create_app(ModelRepository.load(artifact.parent)).test_client()
+    name = client.get("/v1/models").json["models"][0]["name"]
+    served = client.post(f"/v1/models/{name}:predict", json={"text": FILL_TEXT, "top_k": 3})
+    assert served.status_code == 200, served.json
+    capsys.readouterr()
+    assert main(["infer", str(artifact), "--text", FILL_TEXT, "--top-k", "3", "--json"]) == 0
+    runner = json.loads(capsys.readouterr().out)["results"]
+    assert served.json["results"] == runner, "the served fills differ from the runner's"
+    assert [len(mask) for mask in runner[0]["masks"]] == [3, 3] and "[MASK]" not in runner[0]["filled"]
+
+    refused = client.post(f"/v1/models/{name}:predict", json={"text": "the movie was good ."})
+    assert refused.status_code == 400 and "no [MASK] to fill" in refused.json["error"], refused.json

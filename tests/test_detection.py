@@ -237,3 +237,28 @@ def test_runner_needs_the_detection_settings(exports, tmp_path):
     args = argparse.Namespace(input=str(Path(__file__)), output=None)
     with pytest.raises(RunnerError, match="lacks the detection setting 'iou_threshold'"):
         _detect(EdgeModel(artifact), args)
+
+
+def test_served_boxes_equal_the_runner_on_an_uploaded_photo(exports, raccoon, capsys):
+    from io import BytesIO
+
+    from kerasdl.cli import main
+    from kerasdl.serve.app import create_app
+    from kerasdl.serve.repository import ModelRepository
+
+    artifact = exports["tflite"].artifact
+    client = create_app(ModelRepository.load(artifact.parent)).test_client()
+    name = client.get("/v1/models").json["models"][0]["name"]
+    photo = Path(raccoon.annotations["test"][0].image)
+    served = client.post(f"/v1/models/{name}:predict", data={"image": (BytesIO(photo.read_bytes()), photo.name)})
+    assert served.status_code == 200, served.json
+    capsys.readouterr()
+    assert main(["infer", str(artifact), "--input", str(photo), "--json"]) == 0
+    runner = json.loads(capsys.readouterr().out)["images"][0]
+    assert runner["boxes"], "the runner finds no raccoon: the comparison would be vacuous"
+    assert served.json["boxes"] == runner["boxes"], "the served boxes differ from the runner's"
+    assert (served.json["width"], served.json["height"]) == (runner["width"], runner["height"])
+
+    upload = {"image": (BytesIO(photo.read_bytes()), photo.name), "score_threshold": "1.5"}
+    refused = client.post(f"/v1/models/{name}:predict", data=upload)
+    assert refused.status_code == 400 and "score_threshold" in refused.json["error"], refused.json

@@ -224,3 +224,27 @@ def test_tflite_export_and_runner_match_keras(one_step, tmp_path, capsys):
     window = (np.float32([value for _, value in rows]) - state["mean"]) / state["std"]
     expected = one_step.model.predict(window.reshape(1, WINDOW, 1).astype(np.float32), verbose=0)[0]
     assert forecast == pytest.approx(expected * state["std"] + state["mean"], abs=1e-3)
+
+
+def test_served_forecast_equals_the_runners_and_too_few_values_are_refused(one_step, tmp_path, capsys):
+    from kerasdl.cli import main
+    from kerasdl.export.exporter import export_run
+    from kerasdl.serve.app import create_app
+    from kerasdl.serve.repository import ModelRepository
+
+    artifact = export_run(one_step.run.path, "tflite", out=tmp_path / "tflite", latency_runs=1).artifact
+    client = create_app(ModelRepository.load(artifact.parent)).test_client()
+    name = client.get("/v1/models").json["models"][0]["name"]
+    rows = csv_rows(_data_file())[-(WINDOW + 10):]  # more than a window: both read the last WINDOW values
+    served = client.post(f"/v1/models/{name}:predict", json={"inputs": [value for _, value in rows]})
+    assert served.status_code == 200, served.json
+    temps = tmp_path / "temps.csv"
+    temps.write_text("Date,Temp\n" + "".join(f"{date},{value}\n" for date, value in rows))
+    capsys.readouterr()
+    assert main(["infer", str(artifact), "--input", str(temps), "--json"]) == 0
+    runner = json.loads(capsys.readouterr().out)
+    assert served.json["forecast"] == runner["forecast"], "the served forecast differs from the runner's"
+    assert (served.json["window"], served.json["unit"]) == (WINDOW, "degrees C")
+
+    refused = client.post(f"/v1/models/{name}:predict", json={"inputs": [10.0] * (WINDOW - 1)})
+    assert refused.status_code == 400 and f"at least {WINDOW} values" in refused.json["error"], refused.json

@@ -228,3 +228,27 @@ def test_label_coverage_counts_labels_with_at_least_one_percent():
     assert label_coverage(np.array([100] * 10)) == 10
     assert label_coverage(np.array([990, 10, 0, 0])) == 2  # 10 of 1000 is 1%
     assert label_coverage(np.array([995, 5, 0, 0])) == 1  # stray samples of a collapsed GAN do not count
+
+
+def test_served_grid_equals_the_runners_for_the_same_seed(exports, tmp_path):
+    import base64
+    from io import BytesIO
+
+    from kerasdl.serve.app import create_app
+    from kerasdl.serve.repository import ModelRepository
+
+    artifact = exports["tflite"].artifact
+    client = create_app(ModelRepository.load(artifact.parent)).test_client()
+    name = client.get("/v1/models").json["models"][0]["name"]
+    served = client.post(f"/v1/models/{name}:predict", json={"samples": 6, "seed": 7})
+    assert served.status_code == 200, served.json
+    assert runner_main([str(artifact), "--samples", "6", "--seed", "7", "--output", str(tmp_path / "grid.png")]) == 0
+    grid = np.asarray(Image.open(BytesIO(base64.b64decode(served.json["image_png"]))))
+    assert grid.shape == (56, 84) and served.json["grid"] == [2, 3], (grid.shape, served.json["grid"])
+    assert np.array_equal(grid, np.asarray(Image.open(tmp_path / "grid.png"))), "the served grid differs from the runner's"
+    other = client.post(f"/v1/models/{name}:predict", json={"samples": 6, "seed": 8}).json["image_png"]
+    assert other != served.json["image_png"], "another seed draws the same images"
+
+    for samples in (0, 65):
+        refused = client.post(f"/v1/models/{name}:predict", json={"samples": samples})
+        assert refused.status_code == 400 and "samples" in refused.json["error"], refused.json

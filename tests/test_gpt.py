@@ -178,3 +178,25 @@ def test_generate_command_samples_with_top_p(gpt, tokenizer, capsys):
     with pytest.raises(SystemExit, match="2"):
         main(["generate", str(gpt.run.path), "--prompt", PROMPT, "--top-p", "0"])
     assert "expected a number in (0, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_served_text_equals_the_runners_and_a_prompt_outside_the_vocabulary_is_refused(gpt, tmp_path, capsys):
+    from kerasdl.serve.app import create_app
+    from kerasdl.serve.repository import ModelRepository
+
+    artifact = export_run(gpt.run.path, "tflite", tmp_path / "tflite", latency_runs=1).artifact
+    client = create_app(ModelRepository.load(artifact.parent)).test_client()
+    name = client.get("/v1/models").json["models"][0]["name"]
+    settings = {"max_new_tokens": 20, "temperature": 0.8, "top_k": 20, "seed": 7}
+    served = client.post(f"/v1/models/{name}:predict", json={"text": PROMPT, **settings})
+    assert served.status_code == 200, served.json
+    capsys.readouterr()
+    assert main(["infer", str(artifact), "--prompt", PROMPT, "--length", "20", "--temperature", "0.8",
+                 "--top-k", "20", "--seed", "7"]) == 0
+    runner = capsys.readouterr().out.rstrip("\n")
+    assert served.json["generated_text"] == runner and len(runner) == len(PROMPT) + 20, (served.json, runner)
+
+    refused = client.post(f"/v1/models/{name}:predict", json={"text": "ROMEO: \u2603", **settings})
+    assert refused.status_code == 400 and "outside the vocabulary" in refused.json["error"], refused.json
+    assert "\u2603" in refused.json["error"], refused.json

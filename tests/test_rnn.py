@@ -235,3 +235,28 @@ def test_bilstm_on_the_edge_builtin_ops_int8_within_a_point_and_raw_text_gives_t
         assert top[0]["class"] == data.info.class_names[probabilities.argmax()]
         np.testing.assert_allclose([p["probability"] for p in sorted(top, key=lambda p: p["index"])], probabilities,
                                    atol=1e-5)
+
+
+@pytest.mark.slow
+def test_served_text_classification_equals_the_runners(sentiment_run, tmp_path, capsys):
+    from kerasdl.export.exporter import export_run
+    from kerasdl.serve.app import create_app
+    from kerasdl.serve.repository import ModelRepository
+    from kerasdl.training.train import load_for
+
+    run = sentiment_run("bilstm-sst2").run
+    artifact = export_run(run.path, "tflite", tmp_path / "tflite", latency_runs=1).artifact
+    client = create_app(ModelRepository.load(artifact.parent)).test_client()
+    name = client.get("/v1/models").json["models"][0]["name"]
+    sentences = load_for(run.read_config(), state=run.read_data_state()).texts["test"][::300]
+    served = client.post(f"/v1/models/{name}:predict", json={"texts": sentences, "top_k": 2})
+    assert served.status_code == 200, served.json
+    arguments = [argument for sentence in sentences for argument in ("--text", sentence)]
+    capsys.readouterr()
+    assert main(["infer", str(artifact), *arguments, "--top-k", "2", "--json"]) == 0
+    runner = json.loads(capsys.readouterr().out)["predictions"]
+    answered = [[(guess["label"], guess["score"]) for guess in p["top_k"]] for p in served.json["predictions"]]
+    assert answered == [[(guess["class"], guess["probability"]) for guess in top] for top in runner], answered
+
+    refused = client.post(f"/v1/models/{name}:predict", json={"text": sentences[0], "top_k": 3})
+    assert refused.status_code == 400 and "top_k" in refused.json["error"], refused.json

@@ -295,3 +295,29 @@ def test_resized_set_exports_and_its_runner_mask_takes_the_photo_size(pets, tmp_
     mask = np.asarray(Image.open(pets / "images" / "pug_4_mask.png"))
     assert (result["width"], result["height"]) == (64, 30) and mask.shape == (30, 64)
     assert set(np.unique(mask)) <= {0, 127, 254} and list(result["class_fractions"]) == ["pet", "background", "border"]
+
+
+def test_served_mask_equals_the_runner_and_a_batch_of_two_is_refused(unet_exports, tmp_path, capsys):
+    import base64
+    from io import BytesIO
+
+    from kerasdl.serve.app import create_app
+    from kerasdl.serve.repository import ModelRepository
+
+    artifact = unet_exports("tflite").artifact
+    client = create_app(ModelRepository.load(artifact.parent)).test_client()
+    name = client.get("/v1/models").json["models"][0]["name"]
+    section = SECTIONS / "image" / f"{TEST_SECTION}.png"
+    served = client.post(f"/v1/models/{name}:predict", data={"image": (BytesIO(section.read_bytes()), "29.png")})
+    assert served.status_code == 200, served.json
+    capsys.readouterr()
+    assert runner_main([str(artifact), "--input", str(section), "--output", str(tmp_path / "m.png"), "--json"]) == 0
+    runner = json.loads(capsys.readouterr().out)
+    mask = np.asarray(Image.open(BytesIO(base64.b64decode(served.json["mask_png"]))))
+    assert np.array_equal(mask, np.asarray(Image.open(tmp_path / "m.png"))), "the served mask differs from the runner's"
+    assert (served.json["width"], served.json["height"]) == (runner["width"], runner["height"]) == (512, 512)
+    assert served.json["class_fractions"] == runner["class_fractions"]
+
+    pair = np.zeros((2, 128, 128, 1)).tolist()
+    refused = client.post(f"/v1/models/{name}:predict", json={"inputs": pair})
+    assert refused.status_code == 400 and "one image per request, got 2" in refused.json["error"], refused.json

@@ -265,3 +265,13 @@ def test_the_script_again_reuses_its_runs(transfer_table, capsys):
     assert run_script(out) == rows
     assert {path: path.stat().st_mtime_ns for path in out.glob("*/metrics.json")} == finished
     assert "fine-tuned" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("model", ["resnet50", "efficientnet-b0", "mobilenet-v2"])
+def test_every_backbone_builds_offline_and_classifies_a_batch(model):
+    """The export tests convert MobileNetV2 and EfficientNet-B0 only (conftest.EXPORT_BACKBONES); each backbone
+    still builds without downloading weights and maps a batch of photos to one finite score per class."""
+    classifier = model_spec(model).build(INFO, **model_spec(model).offline_params)
+    photos = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    scores = keras.ops.convert_to_numpy(classifier(photos, training=False))
+    assert scores.shape == (2, 2) and np.all(np.isfinite(scores))

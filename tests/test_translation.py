@@ -241,3 +241,24 @@ def test_translate_command_and_reload(small, small_data, tmp_path, capsys):
     (other / "config.json").write_text(json.dumps({"model": "mlp", "data": "digits"}))
     assert main(["translate", str(other), "Hello."]) == 2
     assert "translate needs a translation model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_served_translations_equal_the_runners(small, small_data, tmp_path):
+    from kerasdl.serve.app import create_app
+    from kerasdl.serve.repository import ModelRepository
+
+    artifact = export_run(small.run.path, "tflite", tmp_path / "tflite", latency_runs=1).artifact
+    client = create_app(ModelRepository.load(artifact.parent)).test_client()
+    name = client.get("/v1/models").json["models"][0]["name"]
+    sentences = small_data.pairs_texts("test")[0][:8] + ["The cat sat on the mat."]
+    served = client.post(f"/v1/models/{name}:predict", json={"texts": sentences})
+    assert served.status_code == 200, served.json
+    edge = EdgeModel(artifact)
+    spec = edge.preprocessing.spec
+    runner = translate_text(edge.logits, edge.preprocessing.encoder, TextEncoder(spec["input"]["target_tokenizer"]),
+                            sentences, spec["cache_size"], spec["start_id"], spec["end_id"])
+    assert served.json["translations"] == runner, "the served translations differ from the runner's"
+
+    refused = client.post(f"/v1/models/{name}:predict", json={"texts": ["Hello.", "  "]})
+    assert refused.status_code == 400 and "an empty text" in refused.json["error"], refused.json

@@ -272,3 +272,25 @@ def test_tape_loop_trains_a_run_that_evaluate_reproduces(review_sentences, tmp_p
     assert len(state["tokenizer"]["vocabulary"]) == metrics["vocabulary_size"] == vocabulary_size
     again, _ = evaluate_run(str(tmp_path / "run"))
     assert again["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-6)
+
+
+def test_served_neighbours_equal_the_runners_and_an_unknown_word_is_refused(run, english, tmp_path, capsys):
+    from kerasdl.serve.app import create_app
+    from kerasdl.serve.repository import ModelRepository
+
+    _, _, model = run
+    artifact = export_model(
+        model, english, "tflite", tmp_path / "tflite", task=TASK.name, family="embeddings", latency_runs=1
+    ).artifact
+    client = create_app(ModelRepository.load(artifact.parent)).test_client()
+    name = client.get("/v1/models").json["models"][0]["name"]
+    served = client.post(f"/v1/models/{name}:predict", json={"words": ["king", "good"], "top_k": 8})
+    assert served.status_code == 200, served.json
+    capsys.readouterr()
+    assert cli(["infer", str(artifact), "--text", "king", "--text", "good", "--top-k", "8", "--json"]) == 0
+    runner = json.loads(capsys.readouterr().out)["neighbours"]
+    assert served.json["neighbours"] == runner, "the served neighbours differ from the runner's"
+    assert [len(found) for found in runner.values()] == [8, 8]
+
+    refused = client.post(f"/v1/models/{name}:predict", json={"word": "qwertyuiop"})
+    assert refused.status_code == 400 and "'qwertyuiop' is not one word of the vocabulary" in refused.json["error"]

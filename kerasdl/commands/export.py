@@ -27,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_LATENCY_RUNS,
         help=f"timed single-sample calls in the runtime (default {DEFAULT_LATENCY_RUNS})",
     )
+    parser.add_argument(
+        "--to-repo", metavar="MODEL_DIR",
+        help="also publish the export into this model repository as NAME/<next version>/ (kerasdl serve reads it)",
+    )
+    parser.add_argument("--name", help="with --to-repo: the served model's name (default: model and data, "
+                        "such as cnn-mnist or bilstm-sst2)")
     parser.set_defaults(run=run)
 
 
@@ -56,4 +62,12 @@ def run(args: argparse.Namespace) -> int:
     if not report["targets"]["met"]:
         print(f"warning: parity targets missed: {'; '.join(report['targets']['failures'])}")
     print(f"report: {result.report_path}")
+    if args.to_repo:
+        from pathlib import Path
+
+        from kerasdl.serve.repository import publish, servable_name
+
+        source = report["source"]
+        version = publish(result.artifact.parent, Path(args.to_repo), args.name or servable_name(source["model"], source["data"]))
+        print(f"published: {version} (kerasdl serve {args.to_repo})")
     return 0

@@ -338,17 +338,21 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class EdgeModel:
     """An exported model and its preprocessing: raw inputs in, the artifact's outputs out."""
 
-    def __init__(self, artifact: str | Path):
+    def __init__(self, artifact: str | Path, session: Callable[[np.ndarray], np.ndarray] | None = None,
+                 preprocessing: Preprocessing | None = None):
+        """`session` and `preprocessing`, when given, stand in for the .tflite/.onnx file and the
+        preprocessing.json beside it (the server runs SavedModels and run directories so)."""
         self.path = Path(artifact)
-        if self.path.suffix not in _SESSIONS:
-            raise RunnerError(
-                f"{self.path}: expected a .tflite or .onnx artifact"
-                + (" (a SavedModel needs TensorFlow; export tflite or onnx for the edge)" if self.path.is_dir() else "")
-            )
-        if not self.path.is_file():
-            raise RunnerError(f"artifact {self.path} does not exist")
-        self.preprocessing = Preprocessing.beside(self.path)
-        self.session = _SESSIONS[self.path.suffix](self.path)
+        if session is None:
+            if self.path.suffix not in _SESSIONS:
+                raise RunnerError(
+                    f"{self.path}: expected a .tflite or .onnx artifact"
+                    + (" (a SavedModel needs TensorFlow; export tflite or onnx for the edge)" if self.path.is_dir() else "")
+                )
+            if not self.path.is_file():
+                raise RunnerError(f"artifact {self.path} does not exist")
+        self.preprocessing = preprocessing or Preprocessing.beside(self.path)
+        self.session = session or _SESSIONS[self.path.suffix](self.path)
 
     @property
     def task(self) -> str:
@@ -485,6 +489,14 @@ def write_image_grid(images: np.ndarray, path: str | Path) -> tuple[int, int]:
     """Tile images in [-1, 1] (N, H, W, C) row by row into one 8-bit PNG; its (rows, columns)."""
     from PIL import Image
 
+    grid, rows, columns = image_grid(images)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+    return rows, columns
+
+
+def image_grid(images: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Images in [-1, 1] (N, H, W, C) tiled row by row into one 8-bit image (gray: 2-D); it, rows, columns."""
     count, height, width, channels = images.shape
     columns = int(np.ceil(np.sqrt(count)))
     rows = -(-count // columns)
@@ -493,9 +505,7 @@ def write_image_grid(images: np.ndarray, path: str | Path) -> tuple[int, int]:
     for i, image in enumerate(pixels):
         row, column = divmod(i, columns)
         grid[row * height : (row + 1) * height, column * width : (column + 1) * width] = image
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid[..., 0] if channels == 1 else grid).save(path)
-    return rows, columns
+    return (grid[..., 0] if channels == 1 else grid), rows, columns
 
 
 def _generate(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
