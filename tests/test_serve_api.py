@@ -31,7 +31,7 @@ from serve_fixtures import start_server
 
 pytest_plugins = ["serve_fixtures"]
 
-DIGIT = "/v1/models/cnn-mnist:predict"
+DIGIT = "/v1/models/mlp-mnist:predict"
 SENTIMENT = "/v1/models/text-cnn-sst2:predict"
 POSITIVE = "a gorgeous, moving and beautifully acted film, one of the best of the year"
 NEGATIVE = "a dull, tedious and boring mess; the worst film of the year"
@@ -99,7 +99,7 @@ def edge_labels(model_repository, version: int, pixels: np.ndarray) -> list[str]
     """What the TF-free runner itself answers for these raw pixels, through the version's artifact."""
     from kerasdl.edge.runner import EdgeModel
 
-    folder = model_repository / "cnn-mnist" / str(version)
+    folder = model_repository / "mlp-mnist" / str(version)
     model = EdgeModel(folder / json.loads((folder / "export.json").read_text())["artifact"])
     return [model.preprocessing.class_names[i] for i in model.predict(pixels.astype(np.float32)).argmax(axis=1)]
 
@@ -121,19 +121,19 @@ def test_healthz_counts_the_loaded_models(api):
 
 def test_models_lists_every_version_with_its_export_figures(api, model_repository):
     listing = api.get("/v1/models").get_json()
-    assert [m["name"] for m in listing["models"]] == ["cnn-mnist", "text-cnn-sst2"]
+    assert [m["name"] for m in listing["models"]] == ["mlp-mnist", "text-cnn-sst2"]
     assert listing["api_key_required"] is False and listing["limits"] == Limits().to_json()
     mnist = listing["models"][0]
     assert mnist["latest_version"] == 2 and [v["version"] for v in mnist["versions"]] == [2, 1]
     for entry in mnist["versions"]:
-        report = json.loads((model_repository / "cnn-mnist" / str(entry["version"]) / "export.json").read_text())
+        report = json.loads((model_repository / "mlp-mnist" / str(entry["version"]) / "export.json").read_text())
         assert entry["state"] == "AVAILABLE" and entry["task"] == "classification"
         assert entry["backend"] == {1: "tflite", 2: "onnx"}[entry["version"]]
         assert entry["format"] == report["format"] and entry["bytes"] == report["bytes"] > 10_000
         assert entry["parity"] == report["parity"] and entry["latency_ms_batch1"] == report["latency_ms_batch1"]
         assert entry["classes"] == [str(d) for d in range(10)]
         assert entry["input"]["kind"] == "image" and entry["input"]["shape"] == [28, 28, 1]
-        assert entry["source"] == {"model": "cnn-mnist", "data": "mnist"}
+        assert entry["source"] == {"model": "mlp", "data": "mnist"}
     text = listing["models"][1]
     assert text["latest_version"] == 1 and text["versions"][0]["input"]["kind"] == "text"
     assert text["versions"][0]["source"]["model"] == "text-cnn" and len(text["versions"][0]["classes"]) == 2
@@ -141,9 +141,9 @@ def test_models_lists_every_version_with_its_export_figures(api, model_repositor
 
 def test_one_model_and_one_version_are_described_alone(api):
     listing = api.get("/v1/models").get_json()["models"][0]
-    assert api.get("/v1/models/cnn-mnist").get_json() == listing
-    version = api.get("/v1/models/cnn-mnist/versions/1").get_json()
-    assert version == {"name": "cnn-mnist", **listing["versions"][1]} and version["backend"] == "tflite"
+    assert api.get("/v1/models/mlp-mnist").get_json() == listing
+    version = api.get("/v1/models/mlp-mnist/versions/1").get_json()
+    assert version == {"name": "mlp-mnist", **listing["versions"][1]} and version["backend"] == "tflite"
 
 
 # --- classification of digits ---------------------------------------------------------------------------------
@@ -152,7 +152,7 @@ def test_one_model_and_one_version_are_described_alone(api):
 def test_an_uploaded_png_digit_gets_its_true_label(api, mnist_test):
     pixels, truth = mnist_test
     answer = api.post(DIGIT, **upload(png(pixels[0]))).get_json()
-    assert (answer["model"], answer["version"], answer["task"]) == ("cnn-mnist", 2, "classification")
+    assert (answer["model"], answer["version"], answer["task"]) == ("mlp-mnist", 2, "classification")
     prediction, = answer["predictions"]
     assert prediction["label"] == str(truth[0]), f"the test digit {truth[0]} was read as {prediction['label']}"
     assert len(prediction["scores"]) == 10 and abs(sum(prediction["scores"]) - 1.0) < 1e-3
@@ -171,7 +171,7 @@ def test_pixel_inputs_one_sample_and_a_batch_match_the_edge_runner(api, mnist_te
 def test_version_1_tflite_and_the_default_onnx_agree(api, mnist_test, model_repository):
     pixels, _ = mnist_test
     latest = api.post(DIGIT, json={"inputs": pixels[:16].tolist()}).get_json()
-    first = api.post("/v1/models/cnn-mnist/versions/1:predict", json={"inputs": pixels[:16].tolist()}).get_json()
+    first = api.post("/v1/models/mlp-mnist/versions/1:predict", json={"inputs": pixels[:16].tolist()}).get_json()
     assert (latest["version"], first["version"]) == (2, 1)
     assert [p["label"] for p in first["predictions"]] == [p["label"] for p in latest["predictions"]]
     assert [p["label"] for p in first["predictions"]] == edge_labels(model_repository, 1, pixels[:16])
@@ -225,35 +225,35 @@ def test_a_run_directory_serves_in_safe_mode_with_the_tflite_labels(api, mnist_t
     real_load = keras.saving.load_model
     monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: loads.append(k) or real_load(*a, **k))
     pixels, _ = mnist_test
-    run = ModelRepository.load(model_repository.parent / "runs" / "cnn-mnist")
+    run = ModelRepository.load(model_repository.parent / "runs" / "mlp-mnist")
     assert loads == [{"safe_mode": True}], f"model.keras loaded with {loads}"
     backend, found = backend_labels(run, pixels[:16])
     assert backend == "keras"
-    assert found == labels(api.post("/v1/models/cnn-mnist/versions/1:predict", json={"inputs": pixels[:16].tolist()}))
+    assert found == labels(api.post("/v1/models/mlp-mnist/versions/1:predict", json={"inputs": pixels[:16].tolist()}))
 
 
 def test_a_savedmodel_export_serves_the_tflite_labels(api, mnist_test, model_repository, tmp_path):
     from kerasdl.cli import main
 
     with contextlib.redirect_stdout(io.StringIO()):
-        code = main(["export", str(model_repository.parent / "runs" / "cnn-mnist"), "--format", "savedmodel",
+        code = main(["export", str(model_repository.parent / "runs" / "mlp-mnist"), "--format", "savedmodel",
                      "--out", str(tmp_path / "savedmodel"), "--latency-runs", "2"])
     assert code == 0
     pixels, _ = mnist_test
     backend, found = backend_labels(ModelRepository.load(tmp_path / "savedmodel"), pixels[:16])
     assert backend == "savedmodel"
-    assert found == labels(api.post("/v1/models/cnn-mnist/versions/1:predict", json={"inputs": pixels[:16].tolist()}))
+    assert found == labels(api.post("/v1/models/mlp-mnist/versions/1:predict", json={"inputs": pixels[:16].tolist()}))
 
 
 def test_publishing_again_adds_the_next_version(model_repository, tmp_path):
     root = tmp_path / "models"
-    shutil.copytree(model_repository / "cnn-mnist", root / "cnn-mnist")
-    export = model_repository / "cnn-mnist" / "1"
-    assert publish(export, root, "cnn-mnist") == root / "cnn-mnist" / "3"
+    shutil.copytree(model_repository / "mlp-mnist", root / "mlp-mnist")
+    export = model_repository / "mlp-mnist" / "1"
+    assert publish(export, root, "mlp-mnist") == root / "mlp-mnist" / "3"
     assert publish(export, root, "digits") == root / "digits" / "1"
     assert publish(export, root, "digits") == root / "digits" / "2"
     served = ModelRepository.load(root)
-    assert served.get("cnn-mnist").version == 3 and served.get("digits").version == 2
+    assert served.get("mlp-mnist").version == 3 and served.get("digits").version == 2
     with pytest.raises(KerasdlError, match="cannot name a served model"):
         publish(export, root, "../escaped")
     assert not (tmp_path / "escaped").exists()
@@ -305,14 +305,14 @@ BAD_REQUESTS = {  # name: (method, path, request keywords (test client's), statu
     "text not a string": ("post", SENTIMENT, {"json": {"text": 5}}, 400, "expected strings, got int"),
     "text missing": ("post", SENTIMENT, {"json": {"sentence": "good"}}, 400, "missing field"),
     "unknown model": ("post", "/v1/models/resnet:predict", {"json": {}}, 404,
-                      "no model named 'resnet'; serving: cnn-mnist, text-cnn-sst2"),
-    "unknown version": ("post", "/v1/models/cnn-mnist/versions/7:predict", {"json": {}}, 404,
-                        "model 'cnn-mnist' has no version 7; versions: 1, 2"),
-    "version abc": ("get", "/v1/models/cnn-mnist/versions/abc", {}, 400, "version 'abc' is not a number"),
-    "version superscript": ("post", "/v1/models/cnn-mnist/versions/%C2%B2:predict", {"json": {}}, 400,
+                      "no model named 'resnet'; serving: mlp-mnist, text-cnn-sst2"),
+    "unknown version": ("post", "/v1/models/mlp-mnist/versions/7:predict", {"json": {}}, 404,
+                        "model 'mlp-mnist' has no version 7; versions: 1, 2"),
+    "version abc": ("get", "/v1/models/mlp-mnist/versions/abc", {}, 400, "version 'abc' is not a number"),
+    "version superscript": ("post", "/v1/models/mlp-mnist/versions/%C2%B2:predict", {"json": {}}, 400,
                             "version '²' is not a number"),
     "GET on predict": ("get", DIGIT, {}, 405, "method GET not allowed"),
-    "DELETE a model": ("delete", "/v1/models/cnn-mnist", {}, 405, "method DELETE not allowed"),
+    "DELETE a model": ("delete", "/v1/models/mlp-mnist", {}, 405, "method DELETE not allowed"),
     "unknown endpoint": ("get", "/v2/models", {}, 404, "no such endpoint"),
 }
 PATH_LIKE = {  # a model name that is a path: refused before any lookup, and no file is opened

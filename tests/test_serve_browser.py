@@ -121,7 +121,7 @@ def save_screenshot(driver, folder: Path) -> None:
 def test_drawn_digits_are_read_as_drawn(page, tmp_path):
     """Each digit drawn on the canvas is sent (MNIST-preprocessed) and shown as its label, with a score and
     a bar chart of every class; the last one is kept as the screenshot."""
-    option = pick(page, "cnn-mnist")
+    option = pick(page, "mlp-mnist")
     assert "classification" in option, f"the picker should show the model's task: {option!r}"
     for digit, strokes in DIGITS.items():
         page.find_element(By.ID, "clear").click()
@@ -157,7 +157,7 @@ def test_sentences_are_classified_by_sentiment(page):
 def test_errors_are_shown_in_the_error_box(page, tmp_path):
     """Predicting on an empty canvas, and the API refusing an upload that is not an image, each show a message
     in the error box; the only console entry is the refused request itself."""
-    pick(page, "cnn-mnist")
+    pick(page, "mlp-mnist")
     page.find_element(By.ID, "clear").click()
     page.find_element(By.ID, "predict").click()
     error = page.find_element(By.ID, "error")

@@ -79,19 +79,19 @@ def test_kerasdl_serve_answers_the_readme_examples_under_waitress(model_reposito
     image, label = seven_png()
     with kerasdl_serve(str(model_repository)) as served:
         listing = requests.get(served.url + "/v1/models", timeout=10)
-        digit = requests.post(served.url + "/v1/models/cnn-mnist:predict", files={"image": ("seven.png", image)},
+        digit = requests.post(served.url + "/v1/models/mlp-mnist:predict", files={"image": ("seven.png", image)},
                               timeout=10)
         text = requests.post(served.url + "/v1/models/text-cnn-sst2:predict", timeout=10,
                              json={"text": "a gorgeous, moving and beautifully acted film"})
-        too_big = requests.post(served.url + "/v1/models/cnn-mnist:predict", data=b" " * (8 * 1024 * 1024 + 1),
+        too_big = requests.post(served.url + "/v1/models/mlp-mnist:predict", data=b" " * (8 * 1024 * 1024 + 1),
                                 headers={"Content-Type": "application/json"}, timeout=30)
-    assert [m["name"] for m in listing.json()["models"]] == ["cnn-mnist", "text-cnn-sst2"]
+    assert [m["name"] for m in listing.json()["models"]] == ["mlp-mnist", "text-cnn-sst2"]
     assert listing.headers["Server"] == "kerasdl", f"not waitress: {listing.headers['Server']}"
     assert digit.json()["predictions"][0]["label"] == str(label) == "7"
     assert text.json()["predictions"][0]["label"] == "positive", text.json()
     assert too_big.status_code == 413 and too_big.json()["error"].startswith("request body over the limit")
     assert "with waitress" in served.output and "development server" not in served.output, served.output
-    assert "cnn-mnist version 2 (classification, onnx)" in served.output, served.output
+    assert "mlp-mnist version 2 (classification, onnx)" in served.output, served.output
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:
@@ -153,3 +153,21 @@ def test_a_missing_model_dir_fails_in_one_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip() == f"kerasdl serve: error: model path {tmp_path / 'nowhere'} does not exist"
+
+
+def test_a_server_of_tflite_and_onnx_exports_never_imports_tensorflow(model_repository):
+    """The edge runner's promise holds behind HTTP: a machine without TensorFlow can serve these exports."""
+    script = "\n".join([
+        "import sys",
+        "from kerasdl.serve.app import create_app",
+        "from kerasdl.serve.repository import ModelRepository",
+        f"client = create_app(ModelRepository.load({str(model_repository)!r})).test_client()",
+        "bodies = {'mlp-mnist/versions/1': {'inputs': [[[0]] * 28] * 28}, 'mlp-mnist/versions/2': {'inputs': "
+        "[[[0]] * 28] * 28}, 'text-cnn-sst2': {'text': 'a gorgeous film'}}",
+        "for name, body in bodies.items():",
+        "    assert client.post(f'/v1/models/{name}:predict', json=body).status_code == 200, name",
+        "print(sorted(module for module in ('tensorflow', 'keras') if module in sys.modules))",
+    ])
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", f"imported: {result.stdout}"

@@ -47,8 +47,8 @@ class RecordingModel:
 
 @pytest.fixture(scope="module")
 def litert_model(repository):
-    """cnn-mnist version 1: the LiteRT (TFLite) artifact, the backend that needs the lock."""
-    servable = repository.get("cnn-mnist", 1)
+    """mlp-mnist version 1: the LiteRT (TFLite) artifact, the backend that needs the lock."""
+    servable = repository.get("mlp-mnist", 1)
     assert servable.model is not None and servable.model.backend == "tflite", servable.error
     return servable.model
 
@@ -210,10 +210,10 @@ def mixed_requests(mnist_test, sentences: list[str]) -> list[tuple[str, dict[str
     """Distinct requests: digits as JSON pixels (both versions) and as PNG uploads, and SST-2 sentences."""
     images = mnist_test[0][:16]
     return [
-        *(("/v1/models/cnn-mnist:predict", {"json": {"inputs": pixels.tolist()}}) for pixels in images[:8]),
-        *(("/v1/models/cnn-mnist/versions/1:predict", {"json": {"inputs": pixels.tolist(), "top_k": 2}})
+        *(("/v1/models/mlp-mnist:predict", {"json": {"inputs": pixels.tolist()}}) for pixels in images[:8]),
+        *(("/v1/models/mlp-mnist/versions/1:predict", {"json": {"inputs": pixels.tolist(), "top_k": 2}})
           for pixels in images[8:]),
-        *(("/v1/models/cnn-mnist/versions/1:predict", {"files": {"image": ("digit.png", png(pixels), "image/png")}})
+        *(("/v1/models/mlp-mnist/versions/1:predict", {"files": {"image": ("digit.png", png(pixels), "image/png")}})
           for pixels in images[:8]),
         *(("/v1/models/text-cnn-sst2:predict", {"json": {"text": text}}) for text in sentences[:12]),
     ]

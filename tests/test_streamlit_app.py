@@ -65,11 +65,11 @@ def shown_prediction(at) -> str:
 
 def test_the_app_lists_every_version_of_every_model_with_its_export_figures(app):
     assert app.selectbox[0].options == [
-        "cnn-mnist · version 2 · classification",
-        "cnn-mnist · version 1 · classification",
+        "mlp-mnist · version 2 · classification",
+        "mlp-mnist · version 1 · classification",
         "text-cnn-sst2 · version 1 · classification",
     ]
-    figures = json.loads(app.json[0].value)  # the export figures of the default choice, cnn-mnist version 2
+    figures = json.loads(app.json[0].value)  # the export figures of the default choice, mlp-mnist version 2
     assert app.expander[0].label.startswith("Export figures")
     assert figures["format"] == "onnx" and figures["bytes"] > 0 and figures["parity"], figures
     assert figures["input"] == {"kind": "image", "shape": [28, 28, 1], "dtype": "float32"}
@@ -107,7 +107,7 @@ def mnist_test_digits() -> list[tuple[bytes, int]]:
 
 @pytest.mark.parametrize("version", [1, 2], ids=["tflite", "onnx"])
 def test_an_uploaded_mnist_digit_is_labelled_with_its_true_digit(app, mnist_test_digits, version):
-    select(app, "cnn-mnist", version)
+    select(app, "mlp-mnist", version)
     for png, label in mnist_test_digits:
         app.file_uploader[0].set_value((f"digit-{label}.png", png, "image/png")).run()
         assert shown_prediction(app) == str(label), f"an uploaded {label} was read as another digit"
@@ -125,7 +125,7 @@ def test_an_empty_text_shows_one_error_and_no_traceback(app):
 
 
 def test_an_upload_that_is_not_an_image_shows_one_error_and_no_traceback(app):
-    select(app, "cnn-mnist", 1)
+    select(app, "mlp-mnist", 1)
     app.file_uploader[0].set_value(("digit.png", b"this is not a PNG", "image/png")).run()
     assert not app.exception, f"a bad upload raised: {app.exception}"
     assert [e.value for e in app.error] == ["the upload is not an image (PNG, JPEG, GIF, BMP or WebP)"]

@@ -29,6 +29,7 @@ non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _checked(float, lambda v: v > 0, "a positive number")
 non_negative_float = _checked(float, lambda v: v >= 0, "a number >= 0")
 dropout_rate = _checked(float, lambda v: 0 <= v < 1, "a rate in [0, 1)")
+port_number = _checked(int, lambda v: 0 <= v <= 65535, "a port number (0-65535; 0: any free port)")
 
 
 def progress_verbosity(quiet: bool) -> int:

@@ -7,11 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kerasdl.commands import _checked
+from kerasdl.commands import port_number
 from kerasdl.errors import KerasdlError
 
 APP_SCRIPT = Path(__file__).resolve().parent.parent / "serve" / "streamlit_app.py"
-port_number = _checked(int, lambda v: 1 <= v <= 65535, "a port number (1-65535)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

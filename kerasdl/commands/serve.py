@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kerasdl.commands import non_negative_float, positive_int
+from kerasdl.commands import non_negative_float, port_number, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "--to-repo writes one), an export folder, an artifact or a run directory")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other "
                         "needs --api-key-env)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--port", type=port_number, default=8000, help="port (default 8000)")
     parser.add_argument("--workers", type=positive_int, default=4, help="request threads (default 4)")
     parser.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the API key that "
                         "/v1/ requests must send (X-API-Key header)")
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     config = ServerConfig(batching=BatchingConfig(args.max_batch_size, args.batch_wait_ms), api_key=api_key)
     server = create_server(repository, args.host, args.port, args.workers, config)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"serving on http://{host}:{args.port}/ with waitress, {args.workers} threads (API: /v1/models; "
+    print(f"serving on http://{host}:{server.effective_port}/ with waitress, {args.workers} threads (API: /v1/models; "
           "Ctrl-C stops)", flush=True)
     try:
         server.run()
