@@ -29,7 +29,9 @@ def digits_runs(tmp_path_factory):
 ACCURACY_BUDGETS = {
     "cnn-mnist": {"epochs": 8, "batch_size": 128, "learning_rate": 2e-3, "lr_schedule": "cosine"},
     "cnn-cifar": {"epochs": 6, "augment": False},
-    "cnn-small": {"epochs": 12, "image_size": 64, "lr_schedule": "cosine"},
+    # All 12 epochs of the cosine schedule: on 200 validation photos the loss is noisy, and early stopping at
+    # patience 5 once cut a CI run at epoch 6 and restored epoch 1 (0.658); the whole schedule gave 0.738.
+    "cnn-small": {"epochs": 12, "image_size": 64, "lr_schedule": "cosine", "patience": 12},
 }
 
 
