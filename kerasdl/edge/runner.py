@@ -106,14 +106,19 @@ class Preprocessing:
 
         if len(self.shape) != 3:
             raise RunnerError(f"{path}: image files need a (height, width, channels) input, not {self.shape}")
-        height, width, channels = self.shape
         try:
             with Image.open(path) as image:
-                image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-                pixels = np.asarray(image, dtype=np.float32)
+                return self.image_pixels(image)
         except (OSError, UnidentifiedImageError) as err:
             raise RunnerError(f"{path}: not a readable image ({_first_line(err)})") from err
-        return pixels.reshape(self.shape) * (self.pixel_max / 255.0)
+
+    def image_pixels(self, image) -> np.ndarray:
+        """A decoded PIL image as raw pixels of the input's shape: gray or RGB, resized, [0, 255] -> [0, pixel_max]."""
+        from PIL import Image
+
+        height, width, channels = self.shape
+        image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+        return np.asarray(image, dtype=np.float32).reshape(self.shape) * (self.pixel_max / 255.0)
 
 
 # TextVectorization's standardization, split and lookup, re-done with the standard library. Its "lower" is

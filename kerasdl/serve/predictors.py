@@ -60,21 +60,13 @@ def raw_inputs(model: ServedModel, body: Body, limits: Limits) -> tuple[np.ndarr
     if body.image is None:
         return array(body, spec.shape, limits), None
     picture = image(body, limits, _channels(spec))
-    return _resized(picture, spec)[np.newaxis], picture.size
+    return spec.image_pixels(picture)[np.newaxis], picture.size
 
 
 def _channels(spec: Preprocessing) -> int:
     if len(spec.shape) != 3:
         raise BadRequest(f"this model takes arrays of shape {list(spec.shape)}, not images: send {{\"inputs\": [...]}}")
     return spec.shape[-1]
-
-
-def _resized(picture, spec: Preprocessing) -> np.ndarray:
-    from PIL import Image
-
-    height, width, _ = spec.shape
-    pixels = np.asarray(picture.resize((width, height), Image.BILINEAR), np.float32)
-    return pixels.reshape(spec.shape) * (spec.pixel_max / 255.0)
 
 
 # --- classification ----------------------------------------------------------------------------------------

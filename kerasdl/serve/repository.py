@@ -163,7 +163,7 @@ def _load(servable: Servable) -> Servable:
     """Load one servable; a broken one is kept with its error (listed, answered 503) so the rest serve."""
     source = servable.source
     try:
-        if (source / "model.keras").is_file() if source.is_dir() else False:
+        if source.is_dir() and (source / "model.keras").is_file():
             servable.model = load_run(source)
         else:
             servable.model, servable.report = load_export(source)
