@@ -73,6 +73,11 @@ def check_data(name: str | None) -> None:
 
     from kerasdl.errors import FOLDER_HINT, UnknownNameError
 
+    if name is not None and name.startswith("tfrecord:"):  # kerasdl.data.bundle.SHARDS_PREFIX
+        from kerasdl.data.shards import check_manifest
+
+        check_manifest(name.removeprefix("tfrecord:"))
+        return
     path = Path(name).expanduser() if name is not None else None
     if path is None or path.is_dir() or (path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".txt")):
         return

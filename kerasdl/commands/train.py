@@ -94,13 +94,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     regularization.add_argument(
         "--batch-norm", action="store_true", default=None, help="batch normalization in each hidden layer"
     )
+    scale = parser.add_argument_group("scale (see the README's \"Scaling out\")")
+    scale.add_argument(
+        "--strategy", default="default",
+        help="default: one device; mirrored: every local GPU/CPU device (tf.distribute.MirroredStrategy); "
+        "multiworker: the machines in TF_CONFIG (MultiWorkerMirroredStrategy). --batch-size is the global batch",
+    )
+    scale.add_argument(
+        "--precision", default="float32",
+        help="float32, mixed_float16 (GPUs) or mixed_bfloat16 (TPUs, recent CPUs): 16-bit compute, float32 weights and outputs",
+    )
     task = parser.add_argument_group("task options (autoencoders, GANs; see `kerasdl list` for each model's task)")
     task.add_argument("--noise", type=non_negative_float, help="reconstruction: denoise inputs with this Gaussian stddev")
     task.add_argument("--held-out-class", help="reconstruction: leave this class out of training, score it as anomaly")
     task.add_argument("--classifier-run", help="generation: a cnn-mnist run whose features measure the Frechet distance")
     task.add_argument(
-        "--train-samples", type=positive_int, help="reconstruction, generation: train on a seeded subset of this size; language models: training windows "
-        "per epoch"
+        "--train-samples", type=positive_int, help="image and array classification, reconstruction, generation: train on "
+        "a seeded subset of this size; language models: training windows per epoch"
     )
     parser.set_defaults(run=run)
 
@@ -129,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         model_params={flag: getattr(args, flag) for flag in MODEL_FLAGS if getattr(args, flag) is not None},
         task_params={flag: getattr(args, flag) for flag in TASK_FLAGS if getattr(args, flag) is not None},
         jit_compile=False if args.no_jit else None,
+        strategy=args.strategy,
+        precision=args.precision,
     )
     result = train(config, out=args.out, overwrite=args.overwrite, verbose=progress_verbosity(args.quiet))
     m = result.metrics
@@ -137,5 +149,8 @@ def run(args: argparse.Namespace) -> int:
         f"test {headline(m)}, {m['train_samples_per_second']:.0f} samples/s"
     )
     print(format_report(m))
-    print(f"run directory: {result.run.path}")
+    if result.run.path.exists():
+        print(f"run directory: {result.run.path}")
+    else:  # a non-chief worker of a cluster: its own folder is gone, the chief's holds the run
+        print("this worker's part is done; the chief of the cluster writes the run directory")
     return 0

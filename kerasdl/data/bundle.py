@@ -22,6 +22,7 @@ from kerasdl.errors import FOLDER_HINT, KerasdlError, UnknownNameError
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_IMAGE_SIZE = 128  # a folder of the user's photos, unless --image-size says otherwise
+SHARDS_PREFIX = "tfrecord:"  # `--data tfrecord:DIR` streams a set sharded by `kerasdl data shard`
 
 
 class DataBundle(ABC):
@@ -128,15 +129,24 @@ class ImageBundle(DataBundle):
     def labels(self, split: str) -> np.ndarray:
         return self.files[self._checked(split)][1]
 
-    def dataset(self, split: str, batch_size: int, *, shuffle_seed: int | None = None, augment: bool = False):
+    def pixels(self, split: str):
+        """The split's (uint8 resized image, label) pairs, unbatched, in label order and not cached (what
+        `kerasdl data shard` writes without holding a split decoded)."""
         import tensorflow as tf
 
         from kerasdl.data.images import decode_and_resize
 
         paths, labels = self.files[self._checked(split)]
-        size, scale, offset = self.info.input_shape[0], self.info.scale, self.info.offset
+        size = self.info.input_shape[0]
         ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-        ds = ds.map(lambda p, y: (decode_and_resize(p, size), y), num_parallel_calls=tf.data.AUTOTUNE).cache()
+        return ds.map(lambda p, y: (decode_and_resize(p, size), y), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def dataset(self, split: str, batch_size: int, *, shuffle_seed: int | None = None, augment: bool = False):
+        import tensorflow as tf
+
+        paths = self.files[self._checked(split)][0]
+        scale, offset = self.info.scale, self.info.offset
+        ds = self.pixels(split).cache()
         if shuffle_seed is not None:
             ds = ds.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32) * scale + offset, y))
@@ -159,6 +169,11 @@ def load(
     stratified validation split (fixed by `seed`), scale to [-1, 1]; photos are resized to `image_size`."""
     if not 0.0 < validation_fraction < 1.0:
         raise KerasdlError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    if name.startswith(SHARDS_PREFIX):  # written by `kerasdl data shard`: already split and prepared
+        from kerasdl.data.shards import load_shards
+
+        return load_shards(name.removeprefix(SHARDS_PREFIX), validation_fraction=validation_fraction, seed=seed,
+                           image_size=image_size)
     if is_text_file(name):
         from kerasdl.data.text import read_text_file
 

@@ -19,7 +19,6 @@ matplotlib.use("Agg")  # files only; no display is needed or assumed
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from kerasdl.evaluation.metrics import probabilities  # noqa: E402
 from kerasdl.evaluation.plots import _save  # noqa: E402
@@ -134,7 +133,9 @@ def _feature_map_model(model: keras.Model) -> keras.Model | None:
 def _grad_cam(
     features_model: keras.Model, images: np.ndarray, class_index: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Heatmaps and logits of `images` through a `_feature_map_model`."""
+    """Heatmaps and logits of `images` through a `_feature_map_model` (a GradientTape: TensorFlow only)."""
+    import tensorflow as tf
+
     images = tf.convert_to_tensor(images, dtype=tf.float32)
     with tf.GradientTape() as tape:
         feature_map, logits = features_model(images, training=False)

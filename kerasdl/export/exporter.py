@@ -27,6 +27,7 @@ from kerasdl.export.edge_model import edge_model
 from kerasdl.export.errors import ExportError
 from kerasdl.export.formats import DEFAULT_LATENCY_RUNS, DEFAULT_REPRESENTATIVE_SAMPLES, ExportFormat, export_format
 from kerasdl.export.onnx import convert_saved_model, onnx_op_counts
+from kerasdl.export.precision import compute_precision, float32_model
 from kerasdl.export.saved_model import OUTPUT_NAME, SIGNATURE, input_spec, saved_model_logits, write_saved_model
 from kerasdl.export.tflite import convert, op_counts, operators
 from kerasdl.registry import model_spec
@@ -103,10 +104,12 @@ def export_model(
     latency_runs: int = DEFAULT_LATENCY_RUNS,
 ) -> ExportResult:
     """Convert the part of `model` that `task` ships to `fmt` in folder `out`, and measure it against the
-    Keras model on the task's held-out inputs."""
+    Keras model on the task's held-out inputs. A mixed-precision model is exported, and measured, as its
+    float32 copy (`float32_model`); `tflite-fp16` is how to ask for fp16."""
     export = export_format(fmt)
     job = get_task(task)
-    part = job.edge_part(model)
+    trained_precision = compute_precision(model)
+    part = job.edge_part(float32_model(model))
     signature_input = input_spec(part, job.signature_shape(part, data.info))
     edge = edge_model(part, data.info, family)
     targets = job.targets(export.quantization)  # a task that refuses a quantization says so before converting
@@ -139,6 +142,7 @@ def export_model(
         **details,
         "io": io,
         "quantization": _quantization(export, representative),
+        "trained_precision": trained_precision,  # the artifact is converted from float32 whatever this is
         "source": source or {"model": model.name, "data": data.info.name},
         "parity": {"split": "test", **measured},
         "targets": {**targets.to_json(), "met": not failures, "failures": failures},

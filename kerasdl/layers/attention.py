@@ -20,7 +20,7 @@ from typing import Any
 import keras
 from keras import ops
 
-MASKED = -1e9  # the score of a blocked key: large enough that softmax gives it 0, finite in float16 as -inf is not
+MASKED = -1e9  # the score of a blocked key: large enough that softmax gives it 0 (scores are float32 by then)
 
 
 def causal_mask(query_length: int, key_length: int | None = None) -> Any:
@@ -62,15 +62,17 @@ def attention_weights(query: Any, key: Any, mask: Any = None, scale: bool = True
 
     query (..., queries, d_k), key (..., keys, d_k); mask (batch, [heads,] queries, keys) or any shape that
     broadcasts once heads are inserted after the batch axis. `scale=False` gives the lesson's raw dot products.
+    Under mixed precision the scores are masked and softmaxed in float32 (float16 overflows past 65,504), and the
+    weights come back in the query's dtype.
     """
-    scores = ops.matmul(query, ops.swapaxes(key, -1, -2))
+    scores = ops.cast(ops.matmul(query, ops.swapaxes(key, -1, -2)), "float32")
     if scale:
         scores = scores / math.sqrt(query.shape[-1])
     if mask is not None:
         while len(mask.shape) < len(scores.shape):  # (batch, queries, keys) against (batch, heads, queries, keys)
             mask = ops.expand_dims(mask, 1)
-        scores = ops.where(mask, scores, ops.cast(MASKED, scores.dtype))
-    return ops.softmax(scores, axis=-1)
+        scores = ops.where(mask, scores, MASKED)
+    return ops.cast(ops.softmax(scores, axis=-1), query.dtype)
 
 
 def scaled_dot_product(query: Any, key: Any, value: Any, mask: Any = None, scale: bool = True) -> tuple[Any, Any]:

@@ -83,8 +83,9 @@ def dense_decoder(info: DatasetInfo, units: tuple[int, ...], latent_dim: int) ->
     x = latent
     for layer, width in enumerate(reversed(units), start=1):
         x = keras.layers.Dense(width, activation="relu", name=f"dense{layer}")(x)
-    x = keras.layers.Dense(math.prod(info.input_shape), activation="tanh", name="pixels")(x)
-    return keras.Model(latent, keras.layers.Reshape(info.input_shape, name="reconstruction")(x), name=DECODER)
+    x = keras.layers.Dense(math.prod(info.input_shape), activation="tanh", dtype="float32", name="pixels")(x)
+    image = keras.layers.Reshape(info.input_shape, dtype="float32", name="reconstruction")(x)
+    return keras.Model(latent, image, name=DECODER)
 
 
 def conv_encoder(info: DatasetInfo, filters: tuple[int, ...], latent_dim: int, heads: tuple[str, ...]) -> keras.Model:
@@ -110,7 +111,7 @@ def conv_decoder(info: DatasetInfo, filters: tuple[int, ...], latent_dim: int) -
             channels, 3, strides=2, padding="same", activation="relu", name=f"deconv{block}"
         )(x)
     outputs = keras.layers.Conv2DTranspose(
-        info.input_shape[-1], 3, strides=2, padding="same", activation="tanh", name="reconstruction"
+        info.input_shape[-1], 3, strides=2, padding="same", activation="tanh", dtype="float32", name="reconstruction"
     )(x)
     return keras.Model(latent, outputs, name=DECODER)
 
@@ -199,5 +200,5 @@ def build_vae(
     decoder = conv_decoder(info, filters, latent_dim)
     inputs = keras.Input(shape=info.input_shape, name="image")
     weight = default_kl_weight(info) if kl_weight is None else kl_weight
-    latent = Sampling(weight, name="sampling")(encoder(inputs))
+    latent = Sampling(weight, dtype="float32", name="sampling")(encoder(inputs))  # KL and exp() in float32
     return keras.Model(inputs, decoder(latent), name="vae")

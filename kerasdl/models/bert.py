@@ -105,7 +105,7 @@ def masked_lm_head(width: int, vocabulary_size: int) -> keras.Model:
     vectors = keras.Input(shape=(None, width), name="vectors")
     x = keras.layers.Dense(width, activation=approximate_gelu, name="mlm_dense")(vectors)
     x = keras.layers.LayerNormalization(epsilon=NORM_EPSILON, name="mlm_norm")(x)
-    logits = keras.layers.Dense(vocabulary_size, name="mlm_logits")
+    logits = keras.layers.Dense(vocabulary_size, dtype="float32", name="mlm_logits")
     head = keras.Model(vectors, logits(x), name=MLM_HEAD)
     logits.bias.assign(zipf_log_prior(vocabulary_size))
     return head
@@ -161,7 +161,7 @@ def build_bert_classifier(
     encoder = bert_encoder(info.vocabulary_size, info.input_shape[0], dropout=dropout, **architecture)
     x = keras.layers.GlobalAveragePooling1D(name="masked_mean")(encoder(tokens), mask=padding_mask(tokens))
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    logits = keras.layers.Dense(info.num_classes, name="logits")(x)
+    logits = keras.layers.Dense(info.num_classes, dtype="float32", name="logits")(x)
     model = keras.Model(tokens, logits, name="bert_classifier")
     if pretrained is not None:
         copy_encoder(pretrained[0], pretrained[2], encoder, info.vocabulary)

@@ -36,7 +36,7 @@ def build_char_rnn(
         x = RECURRENT[cell](units, return_sequences=True, name=f"{cell}_{depth}")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"dropout_{depth}")(x)
-    logits = keras.layers.Dense(info.vocabulary_size, name="logits")(x)
+    logits = keras.layers.Dense(info.vocabulary_size, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name=f"char_{cell}")
 
 

@@ -66,7 +66,7 @@ def build_cnn_cifar(info: DatasetInfo) -> keras.Model:
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(600, activation="relu", name="fc1")(x)
     x = keras.layers.Dense(120, activation="relu", name="fc2")(x)
-    logits = keras.layers.Dense(info.num_classes, name="logits")(x)
+    logits = keras.layers.Dense(info.num_classes, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name="cifar_cnn")
 
 
@@ -100,7 +100,7 @@ def build_cnn_mnist(info: DatasetInfo, filters: tuple[int, ...] = (32, 64), drop
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     x = keras.layers.Dense(128, activation="relu", name="fc")(x)
-    logits = keras.layers.Dense(info.num_classes, name="logits")(x)
+    logits = keras.layers.Dense(info.num_classes, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name="mnist_cnn")
 
 
@@ -136,5 +136,5 @@ def build_cnn_small(
         x = conv_block(x, width, f"block{block}")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    logits = keras.layers.Dense(info.num_classes, name="logits")(x)
+    logits = keras.layers.Dense(info.num_classes, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name="photo_cnn")

@@ -59,9 +59,10 @@ def build_centernet(
     x = conv_bn_relu(x, head_filters, "head")
     prior = -math.log((1 - HEATMAP_PRIOR) / HEATMAP_PRIOR)
     heatmaps = keras.layers.Conv2D(
-        info.num_classes, 1, activation="sigmoid", bias_initializer=keras.initializers.Constant(prior), name="heatmaps"
+        info.num_classes, 1, activation="sigmoid", bias_initializer=keras.initializers.Constant(prior), dtype="float32",
+        name="heatmaps",
     )(x)
-    sizes = keras.layers.Conv2D(2, 1, activation="sigmoid", name="sizes")(x)
-    offsets = keras.layers.Conv2D(2, 1, activation="sigmoid", name="offsets")(x)
-    outputs = keras.layers.Concatenate(name="detections")([heatmaps, sizes, offsets])
+    sizes = keras.layers.Conv2D(2, 1, activation="sigmoid", dtype="float32", name="sizes")(x)
+    offsets = keras.layers.Conv2D(2, 1, activation="sigmoid", dtype="float32", name="offsets")(x)
+    outputs = keras.layers.Concatenate(dtype="float32", name="detections")([heatmaps, sizes, offsets])
     return keras.Model(inputs, outputs, name="centernet")

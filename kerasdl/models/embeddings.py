@@ -50,8 +50,8 @@ def build_word2vec(info: DatasetInfo, embedding_dim: int = 128) -> keras.Model:
     context_vectors = keras.layers.Embedding(
         info.vocabulary_size, embedding_dim, embeddings_initializer="zeros", name=CONTEXT_EMBEDDING
     )(contexts)
-    dots = keras.layers.Dot(axes=(2, 2), name="dot_product")([context_vectors, target_vector])  # (B, 1 + k, 1)
-    logits = keras.layers.Reshape((-1,), name="logits")(dots)
+    dots = keras.layers.Dot(axes=(2, 2), dtype="float32", name="dot_product")([context_vectors, target_vector])
+    logits = keras.layers.Reshape((-1,), dtype="float32", name="logits")(dots)  # (B, 1 + k)
     return keras.Model([target, contexts], logits, name="word2vec")
 
 

@@ -31,7 +31,7 @@ def recurrent_forecaster(
         x = cell(units, return_sequences=depth < layers, name=f"{cell.__name__.lower()}_{depth}")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"dropout_{depth}")(x)
-    forecast = keras.layers.Dense(info.num_classes, name="forecast")(x)
+    forecast = keras.layers.Dense(info.num_classes, dtype="float32", name="forecast")(x)
     return keras.Model(inputs, forecast, name=name)
 
 

@@ -14,11 +14,10 @@ dropout down to the logit, no pooling.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from kerasdl.data import DatasetInfo
@@ -43,7 +42,8 @@ def build_generator(latent_dim: int, image_shape: tuple[int, ...], width: int) -
     x = keras.layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=False, name="up1")(x)
     x = keras.layers.BatchNormalization(name="up1_bn")(x)
     x = keras.layers.ReLU(name="up1_relu")(x)
-    image = keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same", activation="tanh", name="image")(x)
+    image = keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same", activation="tanh", dtype="float32",
+                                            name="image")(x)
     return keras.Model(noise, image, name="generator")
 
 
@@ -56,7 +56,7 @@ def build_discriminator(image_shape: tuple[int, ...], width: int, dropout: float
         x = keras.layers.LeakyReLU(0.2, name=f"down{block}_leaky_relu")(x)
         x = keras.layers.Dropout(dropout, name=f"down{block}_dropout")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    logit = keras.layers.Dense(1, name="logit")(x)
+    logit = keras.layers.Dense(1, dtype="float32", name="logit")(x)
     return keras.Model(image, logit, name="discriminator")
 
 
@@ -99,29 +99,32 @@ class DCGAN(keras.Model):
     ) -> None:
         """Each player's optimizer, built on that player's variables only; `kwargs` are Keras's
         (steps_per_execution, jit_compile)."""
-        super().compile(optimizer=g_optimizer, **kwargs)
-        self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
         for optimizer, player in ((d_optimizer, self.discriminator), (g_optimizer, self.generator)):
             optimizer.build(player.trainable_variables)  # a later build(all variables) is then a no-op
+        # JAX's stateless `fit` carries `self.optimizer.variables` from step to step: there, both players'.
+        jax = keras.backend.backend() == "jax"
+        super().compile(optimizer=PlayerOptimizers(d_optimizer, g_optimizer) if jax else g_optimizer, **kwargs)
+        self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
 
     def noise(self, count: Any) -> Any:
         """`count` latent vectors z ~ N(0, I), drawn in the graph from the model's own seed."""
         return keras.random.normal((count, self.latent_dim), seed=self.noise_seed)
 
     def adversarial_step(self, real: Any) -> dict[str, Any]:
-        """One round of the game on a batch of real images, each player with its own tape and optimizer:
+        """One round of the game on a batch of real images, each player with its own gradients and optimizer:
         D learns to tell the batch from fresh fakes, then G learns to fool the updated D."""
         count = ops.shape(real)[0]
         fake = self.generator(self.noise(count), training=True)
-        with tf.GradientTape() as tape:
-            real_logits = self.discriminator(real, training=True)
-            fake_logits = self.discriminator(fake, training=True)
-            d_loss = discriminator_loss(real_logits, fake_logits)
-        _apply(self.d_optimizer, tape.gradient(d_loss, self.discriminator.trainable_variables), self.discriminator)
-        with tf.GradientTape() as tape:
-            fake_logits = self.discriminator(self.generator(self.noise(count), training=True), training=True)
-            g_loss = generator_loss(fake_logits)
-        _apply(self.g_optimizer, tape.gradient(g_loss, self.generator.trainable_variables), self.generator)
+        d_loss = _update(
+            self.discriminator, self.d_optimizer,
+            lambda: discriminator_loss(self.discriminator(real, training=True), self.discriminator(fake, training=True)),
+            self.variables,
+        )
+        g_loss = _update(
+            self.generator, self.g_optimizer,
+            lambda: generator_loss(self.discriminator(self.generator(self.noise(count), training=True), training=True)),
+            self.variables,
+        )
         return {"loss": g_loss, "d_loss": d_loss, "g_loss": g_loss}
 
     def adversarial_losses(self, real: Any, noise: Any) -> dict[str, Any]:
@@ -131,13 +134,29 @@ class DCGAN(keras.Model):
         g_loss = generator_loss(fake_logits)
         return {"loss": g_loss, "d_loss": discriminator_loss(real_logits, fake_logits), "g_loss": g_loss}
 
-    def train_step(self, data: Any) -> dict[str, Any]:
-        real = data[0]  # (images, images): the GAN ignores the second
-        return self._epoch_means(self.adversarial_step(real), real)
+    def train_step(self, *args: Any) -> Any:
+        """`fit`'s step on a batch of (images, images) (the GAN ignores the second); under JAX stateless."""
+        groups = (self.trainable_variables, self.non_trainable_variables, self.optimizer.variables)
+        return self._backend_step(self.adversarial_step, groups, *args)
 
-    def test_step(self, data: Any) -> dict[str, Any]:
-        real = data[0]
-        return self._epoch_means(self.adversarial_losses(real, self.noise(ops.shape(real)[0])), real)
+    def test_step(self, *args: Any) -> Any:
+        """`evaluate`'s step: both losses on real images and fresh fakes, no update; under JAX stateless."""
+        groups = (self.trainable_variables, self.non_trainable_variables)
+        losses = lambda real: self.adversarial_losses(real, self.noise(ops.shape(real)[0]))  # noqa: E731
+        return self._backend_step(losses, groups, *args)
+
+    def _backend_step(self, step: Callable[[Any], dict[str, Any]], groups: tuple[list, ...], *args: Any) -> Any:
+        """`step(real)`'s epoch means. TensorFlow's `fit` passes the batch and lets variables update in place;
+        JAX's passes `(state, batch)`, the values of `groups` and the metrics' variables, and wants
+        `(logs, new state)`: the step then runs in a StatelessScope that holds and collects those values."""
+        if keras.backend.backend() != "jax":
+            real = args[0][0]
+            return self._epoch_means(step(real), real)
+        state, data = args
+        groups = (*groups, self.metrics_variables)
+        with keras.StatelessScope([pair for refs, values in zip(groups, state) for pair in zip(refs, values)]) as scope:
+            logs = self._epoch_means(step(data[0]), data[0])
+        return logs, tuple([scope.get_current_value(variable) for variable in refs] for refs in groups)
 
     def _epoch_means(self, logs: dict[str, Any], real: Any) -> dict[str, Any]:
         """Epoch means of the batch logs, as `fit` reports them."""
@@ -166,8 +185,66 @@ class DCGAN(keras.Model):
         return None
 
 
-def _apply(optimizer: keras.optimizers.Optimizer, gradients: list[Any], player: keras.Model) -> None:
-    optimizer.apply_gradients(zip(gradients, player.trainable_variables))
+class PlayerOptimizers(keras.optimizers.Optimizer):
+    """Both players' optimizers seen as one `model.optimizer` whose variables are both's: what JAX's stateless
+    `fit` needs to carry each player's optimizer state between steps. The players' own optimizers do the work."""
+
+    def __init__(self, d_optimizer: keras.optimizers.Optimizer, g_optimizer: keras.optimizers.Optimizer):
+        super().__init__(learning_rate=0.0, name="player_optimizers")
+        self.players = (d_optimizer, g_optimizer)
+        self.built = True
+
+    @property
+    def variables(self) -> list[keras.Variable]:
+        return [variable for optimizer in self.players for variable in optimizer.variables]
+
+    @property
+    def iterations(self) -> keras.Variable:
+        return self.players[1].iterations  # the generator's steps, as under TensorFlow
+
+
+def _update(
+    player: keras.Model, optimizer: keras.optimizers.Optimizer, loss_fn: Callable[[], Any], state: list[keras.Variable]
+) -> Any:
+    """Differentiates `loss_fn()` with respect to `player`'s weights and applies the gradients with `optimizer`;
+    returns the loss. `state` is every variable the loss reads. The gradient is the one backend-specific part:
+    a GradientTape under TensorFlow, `jax.value_and_grad` under JAX (in `fit`'s StatelessScope: `_backend_step`)."""
+    from kerasdl.tasks.base import loss_to_differentiate  # kerasdl.tasks imports the models: import here
+
+    weights = player.trainable_variables
+    if keras.backend.backend() == "jax":
+        loss, gradients = _jax_gradients(loss_fn, lambda loss: loss_to_differentiate(loss, optimizer), weights, state)
+    else:
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_fn()
+            scaled = loss_to_differentiate(loss, optimizer)  # on the tape, or it has no gradient
+        gradients = tape.gradient(scaled, weights)
+    optimizer.apply_gradients(zip(gradients, weights))
+    return loss
+
+
+def _jax_gradients(
+    loss_fn: Callable[[], Any], scale: Callable[[Any], Any], weights: list[keras.Variable], state: list[keras.Variable]
+) -> tuple[Any, list[Any]]:
+    """`loss_fn()` and the gradients of `scale(loss)` with respect to `weights`, under JAX. The loss runs in its
+    own StatelessScope, `weights` mapped to the values being differentiated and the rest of `state` to their
+    current values; what it changes there (batch-norm statistics, seed generators) is assigned back, into the
+    enclosing scope."""
+    import jax
+
+    def scaled_loss(values: list[Any]) -> tuple[Any, tuple[Any, list[Any]]]:
+        with keras.StatelessScope([*((v, v.value) for v in state), *zip(weights, values)]) as scope:
+            loss = loss_fn()
+            scaled = scale(loss)
+        return scaled, (loss, [scope.get_current_value(variable) for variable in state])
+
+    (_, (loss, updated)), gradients = jax.value_and_grad(scaled_loss, has_aux=True)([w.value for w in weights])
+    for variable, value in zip(state, updated):
+        if not variable.trainable:
+            variable.assign(value)
+    return loss, gradients
 
 
 def generate(model: DCGAN, count: int, seed: int = 0) -> np.ndarray:

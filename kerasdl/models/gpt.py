@@ -29,6 +29,7 @@ import numpy as np
 from kerasdl.data import DatasetInfo
 from kerasdl.errors import KerasdlError
 from kerasdl.layers import PositionalEmbedding, TransformerDecoderBlock
+from kerasdl.models.traced import traced
 from kerasdl.registry import register_model
 from kerasdl.tasks.language_modelling import context_length, register_step_model
 
@@ -60,7 +61,7 @@ def build_gpt(
             cross_attention=False, name=f"decoder_{depth}",
         )(x)
     x = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")(x)
-    logits = keras.layers.Dense(info.vocabulary_size, name="logits")(x)
+    logits = keras.layers.Dense(info.vocabulary_size, dtype="float32", name="logits")(x)
     return keras.Model(ids, logits, name="gpt")
 
 
@@ -140,13 +141,11 @@ def generate_uncached(
 
 
 def _forward(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
-    """The sequence model as a NumPy function, traced once per model (the window's fixed shape)."""
-    import tensorflow as tf
-
+    """The sequence model as a NumPy function, traced once per model under TensorFlow (the window's fixed shape)."""
     if model not in _TRACED_FORWARDS:
         reference = weakref.ref(model)  # the cache must not keep the model alive
-        call = tf.function(lambda x: reference()(x, training=False))
-        _TRACED_FORWARDS[model] = lambda x: call(tf.constant(x)).numpy()
+        call = traced(lambda x: reference()(x, training=False))
+        _TRACED_FORWARDS[model] = lambda x: keras.ops.convert_to_numpy(call(keras.ops.convert_to_tensor(x)))
     return _TRACED_FORWARDS[model]
 
 

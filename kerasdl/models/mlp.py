@@ -74,5 +74,5 @@ def build_mlp(
     x = keras.layers.Flatten(name="flatten")(inputs)
     for depth, units in enumerate(hidden_units, start=1):
         x = dense_block(x, units, f"hidden_{depth}", dropout=dropout, l1=l1, l2=l2, batch_norm=batch_norm)
-    logits = keras.layers.Dense(info.num_classes, name="logits")(x)
+    logits = keras.layers.Dense(info.num_classes, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name="digits_classifier")

@@ -127,7 +127,7 @@ def recurrent_classifier(
     for depth in range(1, layers + 1):
         x = recurrent(units, depth < layers, f"{name}_{depth}")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    logits = keras.layers.Dense(info.num_classes, name="logits")(x)
+    logits = keras.layers.Dense(info.num_classes, dtype="float32", name="logits")(x)
     return with_pretrained(keras.Model(tokens, logits, name=f"{name}_classifier"), info, pretrained)
 
 
@@ -171,7 +171,7 @@ def build_lstm(
             *(keras.layers.LSTM(units, return_sequences=depth < layers, name=f"lstm_{depth}")
               for depth in range(1, layers + 1)),
             keras.layers.Dropout(dropout, name="dropout"),
-            keras.layers.Dense(info.num_classes, name="logits"),
+            keras.layers.Dense(info.num_classes, dtype="float32", name="logits"),
         ],
         name="lstm_classifier",
     )
@@ -255,5 +255,6 @@ def build_text_cnn(
     ]
     x = keras.layers.Concatenate(name="features")(features) if len(features) > 1 else features[0]
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    logits = keras.layers.Dense(info.num_classes, kernel_constraint=keras.constraints.MaxNorm(3), name="logits")(x)
+    logits = keras.layers.Dense(info.num_classes, kernel_constraint=keras.constraints.MaxNorm(3), dtype="float32",
+                                  name="logits")(x)
     return with_pretrained(keras.Model(tokens, logits, name="kim_cnn"), info, pretrained)

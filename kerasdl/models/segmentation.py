@@ -53,5 +53,5 @@ def build_unet(info: DatasetInfo, filters: tuple[int, ...] = (16, 32, 64, 128), 
         x = keras.layers.Conv2DTranspose(width, 2, strides=2, name=f"up{level}_upsample")(x)
         x = keras.layers.Concatenate(name=f"up{level}_skip")([x, skip])
         x = double_conv(x, width, f"up{level}")
-    logits = keras.layers.Conv2D(info.num_classes, 1, name="logits")(x)
+    logits = keras.layers.Conv2D(info.num_classes, 1, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name="unet")

@@ -21,6 +21,7 @@ from keras import ops
 from kerasdl.data import DatasetInfo
 from kerasdl.errors import KerasdlError
 from kerasdl.layers import ScaledDotProductAttention, padding_mask
+from kerasdl.models.traced import traced
 from kerasdl.registry import register_model
 from kerasdl.tasks.translation import register_decoder
 
@@ -56,7 +57,7 @@ def build_seq2seq_attention(
         "attention": ScaledDotProductAttention(scale=False, name="attention"),
         "attentional": keras.layers.Dense(units, activation="tanh", name="attentional"),
         "dropout": keras.layers.Dropout(dropout, name="dropout"),
-        "logits": keras.layers.Dense(info.num_classes, name="logits"),
+        "logits": keras.layers.Dense(info.num_classes, dtype="float32", name="logits"),
     }
     if score == "general":
         layers["attention_keys"] = keras.layers.Dense(units, use_bias=False, name="attention_keys")
@@ -95,8 +96,6 @@ class Seq2seqStep:
     each step feeds one target token with the last (h, c) and the source states kept for attention."""
 
     def __init__(self, model: keras.Model):
-        import tensorflow as tf
-
         layers = model_layers(model)
         source = keras.Input(shape=(None,), dtype="int32", name="source")
         self.encoder = keras.Model(source, encode(layers, source, padding_mask(source)), name=f"{model.name}_encoder")
@@ -113,8 +112,8 @@ class Seq2seqStep:
             name=f"{model.name}_step",
         )
         compiled = {"reduce_retracing": True, "autograph": False}
-        self._encode = tf.function(lambda x: self.encoder(x, training=False), **compiled)
-        self._step = tf.function(lambda *x: self.decoder(list(x), training=False), **compiled)
+        self._encode = traced(lambda x: self.encoder(x, training=False), **compiled)
+        self._step = traced(lambda *x: self.decoder(list(x), training=False), **compiled)
 
     def start(self, source_ids: np.ndarray) -> tuple[np.ndarray, ...]:
         """(B, S) source ids -> the state decoding starts from: (h, c, source states, source ids)."""

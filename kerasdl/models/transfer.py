@@ -114,7 +114,7 @@ def transfer_classifier(
     x = base(x, training=False if pretrained else None)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    logits = keras.layers.Dense(info.num_classes, name="logits")(x)
+    logits = keras.layers.Dense(info.num_classes, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name=name)
 
 

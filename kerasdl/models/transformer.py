@@ -60,5 +60,5 @@ def build_transformer_classifier(
         )(x, padding_mask=real)
     x = keras.layers.GlobalAveragePooling1D(name="masked_mean")(x, mask=real)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    logits = keras.layers.Dense(info.num_classes, name="logits")(x)
+    logits = keras.layers.Dense(info.num_classes, dtype="float32", name="logits")(x)
     return keras.Model(tokens, logits, name="transformer_classifier")

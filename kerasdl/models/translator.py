@@ -22,6 +22,7 @@ from keras import ops
 from kerasdl.data import DatasetInfo
 from kerasdl.errors import KerasdlError
 from kerasdl.layers import PositionalEmbedding, TransformerDecoderBlock, TransformerEncoderBlock, padding_mask
+from kerasdl.models.traced import traced
 from kerasdl.registry import register_model
 from kerasdl.tasks.translation import register_decoder
 
@@ -69,7 +70,7 @@ def build_translator(
         y = TransformerDecoderBlock(heads, units, dropout=dropout, name=f"decoder_{depth}")(
             y, encoder_outputs=x, encoder_padding_mask=source_mask
         )
-    logits = keras.layers.Dense(info.num_classes, name="logits")(y)
+    logits = keras.layers.Dense(info.num_classes, dtype="float32", name="logits")(y)
     return keras.Model({"source": source, "target": target}, logits, name="translator")
 
 
@@ -148,11 +149,9 @@ class TranslatorDecoding:
     """The Keras DecodingStep: state = (encoder outputs, source mask, decoder caches, next position)."""
 
     def __init__(self, model: keras.Model):
-        import tensorflow as tf
-
         self.layers = TranslatorStep(model)
-        self._encode = tf.function(self.layers.encode, reduce_retracing=True)
-        self._step = tf.function(self.layers.decode_step, reduce_retracing=True)
+        self._encode = traced(self.layers.encode, reduce_retracing=True)
+        self._step = traced(self.layers.decode_step, reduce_retracing=True)
 
     def start(self, source_ids: np.ndarray) -> tuple:
         encoded, mask = self._encode(ops.convert_to_tensor(source_ids, "int32"))

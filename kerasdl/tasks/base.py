@@ -112,8 +112,9 @@ class Task:
         def step(x, y) -> StepLogs:
             with tf.GradientTape() as tape:
                 outputs = model(x, training=True)
-                loss = loss_fn(y, outputs) + tf.add_n([0.0, *model.losses])
-            gradients = tape.gradient(loss, model.trainable_variables)
+                loss = unscaled(loss_fn(y, outputs)) + tf.add_n([0.0, *model.losses])
+                differentiated = loss_to_differentiate(loss, optimizer)  # on the tape, or it has no gradient
+            gradients = tape.gradient(differentiated, model.trainable_variables)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
             return {"loss": loss, **self.batch_logs(y, outputs)}
 
@@ -127,7 +128,7 @@ class Task:
 
         def step(x, y) -> StepLogs:
             outputs = model(x, training=False)
-            return {"loss": loss_fn(y, outputs) + tf.add_n([0.0, *model.losses]), **self.batch_logs(y, outputs)}
+            return {"loss": unscaled(loss_fn(y, outputs)) + tf.add_n([0.0, *model.losses]), **self.batch_logs(y, outputs)}
 
         return step
 
@@ -268,3 +269,23 @@ def step_parity(reference: np.ndarray, outputs: np.ndarray, vocabulary: int, sta
             reference[:, :vocabulary].argmax(axis=-1) == outputs[:, :vocabulary].argmax(axis=-1)
         )),
     }
+
+
+def unscaled(loss: Any) -> Any:
+    """A Keras loss's batch mean: under tf.distribute a `keras.losses.Loss` returns it already divided by the
+    replicas (Keras's own step sums their gradients); undone, so logs show the mean and `loss_to_differentiate`
+    divides once."""
+    from keras.src.losses.loss import unscale_loss_for_distribution  # Keras's inverse of its own scaling
+
+    return unscale_loss_for_distribution(loss)
+
+
+def loss_to_differentiate(loss: Any, optimizer: keras.optimizers.Optimizer) -> Any:
+    """The batch loss a GradientTape step differentiates: under tf.distribute, divided by the replicas, whose
+    gradients the optimizer sums (so the update is the global batch's mean, as on one device); then scaled by
+    a mixed-precision optimizer's loss scale, which its update divides out again."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
+    return optimizer.scale_loss(loss)

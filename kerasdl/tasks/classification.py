@@ -14,6 +14,7 @@ from kerasdl.evaluation.metrics import TOP_K, classification_metrics, probabilit
 from kerasdl.errors import KerasdlError
 from kerasdl.evaluation.table import format_table
 from kerasdl.tasks.base import Bound, ParityTargets, Task, argmax_accuracy, argmax_parity, predict, register_task
+from kerasdl.tasks.reconstruction import SUBSET_SEED, subset
 
 VISION_SAMPLES = 200  # test images the misclassified grid and Grad-CAM choose from
 MAX_PRINTED_MATRIX = 20  # classes; a larger confusion matrix is only in metrics.json and the plot
@@ -32,9 +33,12 @@ class Classification(Task):
     log_names = ("accuracy",)
 
     def adapt_data(self, data: DataBundle, params: dict[str, Any]) -> DataBundle:
-        """Text: `--sequence-length` pads or truncates every text to that many token ids."""
+        """Images and arrays: `--train-samples` trains on a seeded random subset of that many training samples.
+        Text: `--sequence-length` pads or truncates every text to that many token ids."""
         from kerasdl.data.text import TextBundle
 
+        if "train_samples" in params:
+            data = train_subset(data, params["train_samples"])
         if "sequence_length" not in params:
             return data
         if not isinstance(data, TextBundle):
@@ -118,3 +122,13 @@ def _vision_plots(model, data: DataBundle, y, logits, plots_dir: Path, suffix: s
 
 
 CLASSIFICATION = register_task(Classification())
+
+
+def train_subset(data: DataBundle, count: int) -> DataBundle:
+    """The bundle with `count` training samples drawn at random (seeded; validation and test whole): quick runs
+    and tests on a fixed budget."""
+    total = data.info.split_sizes["train"]
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= total:
+        raise KerasdlError(f"train_samples must be a whole number from 1 to {total} (the training samples), got {count!r}")
+    chosen = np.random.default_rng(SUBSET_SEED).choice(total, count, replace=False)
+    return subset(data, {"train": np.sort(chosen)})

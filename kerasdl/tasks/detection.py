@@ -17,6 +17,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from keras import ops
 
 from kerasdl.data import DataBundle
 from kerasdl.data.detection import OUTPUT_STRIDE
@@ -55,33 +56,27 @@ QUANTIZED_TARGETS = {
 # --- losses: y_true is the (grid, grid, classes + 5) target, y_pred the (grid, grid, classes + 4) maps ------
 def _objects(y_true):
     """Objects per image (centre cells), at least 1: CenterNet divides each loss by it."""
-    import tensorflow as tf
-
-    return tf.maximum(tf.reduce_sum(y_true[..., -1], axis=[1, 2]), 1.0)
+    return ops.maximum(ops.sum(y_true[..., -1], axis=(1, 2)), 1.0)
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")
 def heatmap_loss(y_true, y_pred):
     """CenterNet's penalty-reduced focal loss: (1-p)^2 log p at centres, (1-y)^4 p^2 log(1-p) elsewhere, where
     y, the Gaussian around a centre, spares near misses."""
-    import tensorflow as tf
-
     classes = y_pred.shape[-1] - 4
-    truth, p = y_true[..., :classes], tf.clip_by_value(y_pred[..., :classes], HEATMAP_EPSILON, 1 - HEATMAP_EPSILON)
-    centre = tf.cast(truth >= 1.0, y_pred.dtype)
-    positive = centre * (1 - p) ** 2 * tf.math.log(p)
-    negative = (1 - centre) * (1 - truth) ** 4 * p**2 * tf.math.log(1 - p)
-    return -tf.reduce_sum(positive + negative, axis=[1, 2, 3]) / _objects(y_true)
+    truth, p = y_true[..., :classes], ops.clip(y_pred[..., :classes], HEATMAP_EPSILON, 1 - HEATMAP_EPSILON)
+    centre = ops.cast(truth >= 1.0, y_pred.dtype)
+    positive = centre * (1 - p) ** 2 * ops.log(p)
+    negative = (1 - centre) * (1 - truth) ** 4 * p**2 * ops.log(1 - p)
+    return -ops.sum(positive + negative, axis=(1, 2, 3)) / _objects(y_true)
 
 
 def _centre_l1(y_true, y_pred, first: int):
     """L1 error of two regression channels (from `first` after the heatmaps), at centre cells only."""
-    import tensorflow as tf
-
     classes = y_pred.shape[-1] - 4
     channels = slice(classes + first, classes + first + 2)
-    error = tf.abs(y_true[..., channels] - y_pred[..., channels]) * y_true[..., -1:]
-    return tf.reduce_sum(error, axis=[1, 2, 3]) / _objects(y_true)
+    error = ops.abs(y_true[..., channels] - y_pred[..., channels]) * y_true[..., -1:]
+    return ops.sum(error, axis=(1, 2, 3)) / _objects(y_true)
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")
@@ -269,9 +264,7 @@ class Detection(Task):
         return [heatmap_loss, size_loss, offset_loss]
 
     def batch_logs(self, targets, outputs):
-        import tensorflow as tf
-
-        return {metric.__name__: tf.reduce_mean(metric(targets, outputs)) for metric in self.metrics()}
+        return {metric.__name__: ops.mean(metric(targets, outputs)) for metric in self.metrics()}
 
     def evaluate(self, model, data: DataBundle, params, plots_dir: Path | None, suffix: str = "") -> dict[str, Any]:
         """mAP@0.5 (and 0.5:0.95) on the test images against the mean-box baseline's, precision, recall and

@@ -10,10 +10,14 @@ from kerasdl.errors import KerasdlError
 # A run may resume only under the same values of these; epochs or learning rate may change.
 RESUME_KEYS = (
     "model", "data", "loop", "batch_size", "seed", "validation_fraction", "image_size", "augment", "model_params",
-    "task_params",
+    "task_params", "precision",
 )
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 LR_SCHEDULES = ("constant", "cosine", "exponential")
+# tf.distribute strategies (kerasdl.training.distribute): one device, every local device, or a TF_CONFIG cluster.
+STRATEGIES = ("default", "mirrored", "multiworker")
+# Keras dtype policies: variables stay float32; "mixed_*" computes in 16 bits, with float32 model outputs.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclass
@@ -41,6 +45,9 @@ class TrainConfig:
     # Speed knobs that do not change what is computed: steps per tf.function call and XLA compilation.
     steps_per_execution: int = 32
     jit_compile: bool | None = None  # None: the model's default (registry), XLA where it measured faster
+    # Scale: where the steps run (batch_size stays the global batch, split among the replicas) and in what dtype.
+    strategy: str = "default"
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience", "steps_per_execution"):
@@ -54,6 +61,10 @@ class TrainConfig:
             raise KerasdlError(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise KerasdlError(f"unknown lr-schedule {self.lr_schedule!r}; known: {', '.join(LR_SCHEDULES)}")
+        if self.strategy not in STRATEGIES:
+            raise KerasdlError(f"unknown strategy {self.strategy!r}; known: {', '.join(STRATEGIES)}")
+        if self.precision not in PRECISIONS:
+            raise KerasdlError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -8,16 +8,19 @@ What the model learns (data pairs, loss, metrics, the GradientTape step) comes f
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import keras
 
 from kerasdl.data import DataBundle, DatasetInfo
+from kerasdl.data.bundle import SHARDS_PREFIX
 from kerasdl.errors import KerasdlError, TrainingError, UnknownNameError
 from kerasdl.registry import ModelSpec
 from kerasdl.tasks import Task, get_task
 from kerasdl.training.config import TrainConfig
+from kerasdl.training.distribute import Distribution, one_device
 from kerasdl.training.run_dir import RunDirectory
 
 
@@ -25,9 +28,22 @@ def build_model(spec: ModelSpec, info: DatasetInfo, config: TrainConfig) -> kera
     """The registered model for this data and config, with weights seeded by the config's seed."""
     keras.utils.set_random_seed(config.seed)
     try:
-        return spec.build(info, **config.model_params)
+        with dtype_policy(config.precision):
+            return spec.build(info, **config.model_params)
     except TypeError as err:  # an option this builder does not take
         raise KerasdlError(f"model {spec.name!r}: {err}") from err
+
+
+@contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Layers made inside take Keras's dtype policy `name` ("mixed_bfloat16": bfloat16 compute, float32
+    variables); the global policy is restored after, so one mixed run leaves the next float32."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def steps_per_epoch(info: DatasetInfo, config: TrainConfig) -> int:
@@ -45,16 +61,21 @@ class LoopContext:
     resuming: bool
     callbacks: list[keras.callbacks.Callback] = field(default_factory=list)
     verbose: int | str = "auto"
+    distribution: Distribution = field(default_factory=one_device)
 
     @property
     def task(self) -> Task:
         return get_task(self.spec.task)
 
     def build_model(self) -> keras.Model:
-        return build_model(self.spec, self.data.info, self.config)
+        """The model, its variables mirrored on every replica of the run's strategy."""
+        with self.distribution.scope():
+            return build_model(self.spec, self.data.info, self.config)
 
     def compile(self, model: keras.Model) -> None:
-        compile_model(model, self.config, self.steps_per_epoch, self.task)
+        """Compile under the strategy, so the optimizer's variables are mirrored too."""
+        with self.distribution.scope():
+            compile_model(model, self.config, self.steps_per_epoch, self.task)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -65,11 +86,16 @@ class LoopContext:
         batches = self.data.dataset(
             "train", self.config.batch_size, shuffle_seed=self.config.seed, augment=self.config.augment
         )
-        return self.task.pairs(batches, training=True, params=self.config.task_params, seed=self.config.seed)
+        pairs = self.task.pairs(batches, training=True, params=self.config.task_params, seed=self.config.seed)
+        return self._sharded(pairs)
 
     def validation_dataset(self):
         batches = self.data.dataset("validation", self.config.batch_size)
-        return self.task.pairs(batches, training=False, params=self.config.task_params, seed=self.config.seed)
+        pairs = self.task.pairs(batches, training=False, params=self.config.task_params, seed=self.config.seed)
+        return self._sharded(pairs)
+
+    def _sharded(self, dataset):
+        return self.distribution.sharded(dataset, files=(self.config.data or "").startswith(SHARDS_PREFIX))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ The task writes the step (`Task.train_step`: forward, loss, gradients, `optimize
 two-player update with two tapes) and returns the batch's logs; this loop runs it in one XLA-compiled
 `tf.function`, averages the logs over the epoch, and runs `steps_per_execution` steps per Python call in an
 outer `tf.function`, which is where the per-step overhead goes. It uses the same callbacks as `fit`, so both
-loops write the same history, checkpoints and logs.
+loops write the same history, checkpoints and logs. Under a tf.distribute strategy each replica runs the step
+on its slice of every global batch (`strategy.run`), and the epoch means sum their variables over replicas.
 """
 
 from __future__ import annotations
@@ -21,22 +22,28 @@ from kerasdl.training.loops import LoopContext, LoopResult, callback_list, regis
 def tape_loop(ctx: LoopContext) -> LoopResult:
     config = ctx.config
     task = ctx.task
+    strategy = ctx.distribution.strategy
     model = ctx.build_model()
     ctx.compile(model)  # only to attach the optimizer(s); the loop below does the training
     optimizer = model.optimizer
-    optimizer.build(model.trainable_variables)
+    with strategy.scope():
+        optimizer.build(model.trainable_variables)
 
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     state = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
     resume_dir = ctx.run.checkpoints_dir / "tape"
-    manager = tf.train.CheckpointManager(state, str(resume_dir), max_to_keep=1)
-    if ctx.resuming and manager.latest_checkpoint:
-        state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        ctx.run.truncate_history(int(epoch))
+    # Two kept, numbered by epoch: a cluster's worker that died first may be one epoch behind the others.
+    manager = tf.train.CheckpointManager(state, str(resume_dir), max_to_keep=2)
+    saved = {int(path.rpartition("-")[2]): path for path in manager.checkpoints} if ctx.resuming else {}
+    resumed = ctx.distribution.agreed_epoch(max(saved, default=0))
+    if resumed:
+        state.restore(saved[resumed]).assert_existing_objects_matched()
+        ctx.run.truncate_history(resumed)
 
     names = ("loss", *task.log_names)
-    train_logs = {name: keras.metrics.Mean(name=name) for name in names}
-    val_logs = {name: keras.metrics.Mean(name=f"val_{name}") for name in names}
+    with strategy.scope():  # each replica adds its batches; a result sums them over all replicas
+        train_logs = {name: keras.metrics.Mean(name=name) for name in names}
+        val_logs = {name: keras.metrics.Mean(name=f"val_{name}") for name in names}
     task_train_step, task_test_step = task.train_step(model, optimizer), task.test_step(model)
 
     def record(means, logs, x):
@@ -51,15 +58,16 @@ def tape_loop(ctx: LoopContext) -> LoopResult:
     @tf.function
     def train_steps(iterator, steps):
         for _ in tf.range(steps):
-            train_step(*next(iterator))
+            strategy.run(train_step, args=next(iterator))
 
     @tf.function(jit_compile=config.jit_compile)
     def eval_step(x, y):
         record(val_logs, task_test_step(x, y), x)
 
     callbacks = callback_list(ctx, model)
-    train = ctx.train_dataset()
-    validation = ctx.validation_dataset()
+    # Each global batch split among the replicas (the default strategy passes it through whole).
+    train = strategy.experimental_distribute_dataset(ctx.train_dataset())
+    validation = strategy.experimental_distribute_dataset(ctx.validation_dataset())
 
     model.stop_training = False
     first_epoch = int(epoch)
@@ -74,12 +82,12 @@ def tape_loop(ctx: LoopContext) -> LoopResult:
             train_steps(iterator, tf.constant(steps))
             callbacks.on_train_batch_end(first + steps - 1, {name: mean.result() for name, mean in train_logs.items()})
         for x, y in validation:
-            eval_step(x, y)
+            strategy.run(eval_step, args=(x, y))
         logs = {name: float(mean.result()) for name, mean in train_logs.items()}
         logs |= {f"val_{name}": float(mean.result()) for name, mean in val_logs.items()}
         callbacks.on_epoch_end(current, logs)
         epoch.assign(current + 1)
-        manager.save()  # last, as BackupAndRestore in the fit loop
+        manager.save(checkpoint_number=current + 1)  # last, as BackupAndRestore in the fit loop
         if model.stop_training:
             break
     callbacks.on_train_end()

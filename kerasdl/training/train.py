@@ -11,10 +11,12 @@ from typing import Any
 import keras
 
 from kerasdl.data import DataBundle, is_folder, is_text_file, load
+from kerasdl.data.bundle import SHARDS_PREFIX
 from kerasdl.errors import KerasdlError
 from kerasdl.registry import model_spec
 from kerasdl.tasks import Task, get_task
 from kerasdl.training.config import TrainConfig
+from kerasdl.training.distribute import strategy_for
 from kerasdl.training.loops import LoopContext, get_loop
 from kerasdl.training.run_dir import RunDirectory
 
@@ -27,12 +29,16 @@ class RunResult:
 
 
 def default_run_dir(config: TrainConfig) -> Path:
-    data = Path(config.data).stem if _is_path(config.data) else config.data  # a folder or file: its own name
+    data = Path(_path_of(config.data)).stem if _is_path(config.data) else config.data  # a folder or file: its name
     return Path("runs") / f"{config.model}-{data}-{config.loop}"
 
 
 def _is_path(data: str) -> bool:
-    return is_folder(data) or is_text_file(data)
+    return data.startswith(SHARDS_PREFIX) or is_folder(data) or is_text_file(data)
+
+
+def _path_of(data: str) -> str:
+    return data.removeprefix(SHARDS_PREFIX)
 
 
 def load_for(
@@ -56,7 +62,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
     spec = model_spec(config.model)
     data = config.data or spec.default_data
     if _is_path(data):  # saved absolute, so evaluate and export find it from any folder
-        data = str(Path(data).expanduser().resolve())
+        prefix = SHARDS_PREFIX if data.startswith(SHARDS_PREFIX) else ""
+        data = prefix + str(Path(_path_of(data)).expanduser().resolve())
     jit_compile = spec.jit_compile if config.jit_compile is None else config.jit_compile
     return dataclasses.replace(config, data=data, loop=config.loop or spec.loops[0], jit_compile=jit_compile)
 
@@ -77,20 +84,23 @@ def train(
     if config.loop not in spec.loops:
         raise KerasdlError(f"model {spec.name!r} trains with --loop {' or '.join(spec.loops)}, not {config.loop!r}")
     loop = get_loop(config.loop)
+    distribution = strategy_for(config)  # first: a cluster's collectives start before any other TensorFlow work
+    config = distribution.adapted(config)
     data = load_for(config)
-    run = RunDirectory(out or default_run_dir(config))
+    run = RunDirectory(distribution.run_path(Path(out or default_run_dir(config))))
     resuming = run.prepare({**config.to_json(), "dataset": data.info.to_json()}, overwrite=overwrite)
     if resuming:  # the vocabulary the interrupted epochs learned with, not one adapted again
         data = data.restored(run.read_data_state())
     else:
         run.write_data_state(data.state())
 
-    ctx = LoopContext(spec, data, config, run, resuming, list(callbacks or []), verbose)
+    ctx = LoopContext(spec, data, config, run, resuming, list(callbacks or []), verbose, distribution)
     started = time.perf_counter()
     result = loop(ctx)
     seconds = time.perf_counter() - started
 
-    result.model.save(run.model_path)
+    result.model.save(run.model_path)  # every worker: saving may read variables through collectives
+    model = distribution.evaluation_model(result.model, run.model_path)
     history = run.history_rows()
     task = get_task(spec.task)
     metrics = {
@@ -98,7 +108,7 @@ def train(
         "task": spec.task,
         "loop": config.loop,
         "data": data.info.name,
-        **evaluate(task, result.model, data, config.task_params, run.plots_dir),
+        **evaluate(task, model, data, config.task_params, run.plots_dir),
         "epochs": len(history),
         "best_epoch": best_epoch(history, task.monitor, task.monitor_mode),
         "resumed": resuming,
@@ -107,7 +117,8 @@ def train(
     }
     plot_learning_curves(history, run.plots_dir / "learning_curves.png", ("loss", *task.log_names))
     run.write_json(run.metrics_path, metrics)  # written last: its presence marks the run finished
-    return RunResult(run, metrics, result.model)
+    distribution.finish(run.path)
+    return RunResult(run, metrics, model)
 
 
 def evaluate(

@@ -5,6 +5,10 @@ The output folder holds Keras Tuner's project (`search/`), the table of trials (
 (the settings) and `best/`, the best configuration retrained by `kerasdl.training.train` into an
 ordinary run directory. Running the same search again resumes it: Keras Tuner reloads its project
 (`overwrite=False`), finished trials are kept, and an interrupted one is run again.
+
+With Keras Tuner's `KERASTUNER_*` variables set (see `kerasdl.tuning.role`) the search is distributed: the
+chief serves the oracle and, when the workers have run every trial, writes all of the above; each worker
+runs the trials the chief gives it, in the same output folder (on several machines, a shared file system).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from kerasdl.registry import model_spec
 from kerasdl.training import RunDirectory, TrainConfig
 from kerasdl.training.run_dir import changed_settings
 from kerasdl.training.train import load_for, resolve
+from kerasdl.tuning.distributed import serve_oracle, worker_tuner
 from kerasdl.tuning.hypermodel import RegistryHyperModel
+from kerasdl.tuning.role import Role, current_role
 from kerasdl.tuning.runs import train_once
 
 TUNERS = {
@@ -46,6 +52,15 @@ class TuneResult:
     best_metrics: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class WorkerResult:
+    """A worker's share of a distributed search: the trials it ran; the chief holds the results."""
+
+    out: Path
+    role: Role
+    trial_ids: list[str]
+
+
 def default_tune_dir(config: TrainConfig, tuner: str) -> Path:
     return Path("runs") / f"tune-{config.model}-{config.data}-{tuner}"
 
@@ -60,15 +75,17 @@ def tune(
     overwrite: bool = False,
     callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int = 1,
-) -> TuneResult:
+) -> TuneResult | WorkerResult:
     """Search `config.model`'s space with `tuner`, each trial trained `config.epochs` epochs (Hyperband: at most).
 
     `config` gives everything the search space does not set (model, data, seed, epochs, patience...);
     `callbacks` are added to every trial's `fit`. Raises `KerasdlError` before any trial for an unknown
     tuner, a model without a search space, a space that does not build, or an objective the model does
     not log; and when `out` holds a search with other settings (unless `overwrite`). The objective
-    defaults to the model's task's (val_accuracy for classifiers).
+    defaults to the model's task's (val_accuracy for classifiers). In a distributed search (`current_role`)
+    the chief returns the `TuneResult` once the workers are done, and a worker its `WorkerResult`.
     """
+    role = current_role(overwrite=overwrite)
     if tuner not in TUNERS:
         raise UnknownNameError("tuner", tuner, list(TUNERS))
     config = resolve(config)
@@ -82,10 +99,20 @@ def tune(
             f"objective {objective!r} is not logged by model {spec.name!r}; it logs {', '.join(sorted(logged))}"
         )
     out = Path(out or default_tune_dir(config, tuner))
-    _claim(out, {"tuner": tuner, "objective": objective, **config.to_json()}, overwrite)
+    settings = {"tuner": tuner, "objective": objective, **config.to_json()}
+    if not role.worker:  # a worker checks them once the chief, which writes them, is up
+        _claim(out, settings, overwrite)
 
-    search = _make_tuner(tuner, hypermodel, objective, max_trials, config, out, overwrite)
-    search.search(epochs=config.epochs, callbacks=list(callbacks or []), verbose=verbose)
+    search = _make_tuner(tuner, hypermodel, objective, max_trials, config, out, overwrite, role, verbose)
+    if role.worker:
+        _join(search, out, settings, role, verbose)
+    if role.chief:
+        search.oracle.verbose = verbose  # Keras Tuner's display of each trial as it starts and ends
+        serve_oracle(search, role)
+    else:
+        search.search(epochs=config.epochs, callbacks=list(callbacks or []), verbose=verbose)
+    if role.worker:
+        return WorkerResult(out, role, search.trial_ids)
 
     rows = trial_rows(search.oracle)
     save_table(rows, out / "trials")
@@ -136,15 +163,37 @@ def _make_tuner(
     config: TrainConfig,
     out: Path,
     overwrite: bool,
+    role: Role,
+    verbose: int,
 ) -> keras_tuner.Tuner:
     task = hypermodel.task
     goal = keras_tuner.Objective(objective, task.objective_mode) if objective == task.objective else objective
     options = dict(objective=goal, seed=config.seed, directory=str(out), project_name=PROJECT, overwrite=overwrite)
+    tuner_class = worker_tuner(TUNERS[name], announce=verbose > 0) if role.worker else TUNERS[name]
     if name != "hyperband":
-        return TUNERS[name](hypermodel, max_trials=max_trials, **options)
-    search = keras_tuner.Hyperband(hypermodel, max_epochs=config.epochs, **options)
+        return tuner_class(hypermodel, max_trials=max_trials, **options)
+    search = tuner_class(hypermodel, max_epochs=config.epochs, **options)
     search.oracle.max_trials = max_trials  # Hyperband sizes its brackets from max_epochs; --max-trials still caps it
     return search
+
+
+def _join(search: keras_tuner.Tuner, out: Path, settings: dict[str, Any], role: Role, verbose: int) -> None:
+    """Wait for the chief (as long as Keras Tuner's client waits), then check this worker's settings against its."""
+    if verbose:
+        print(f"{role.tuner_id}: waiting for the chief at {role.address}", flush=True)
+    search.oracle.get_space()
+    path = out / "tune.json"
+    if not path.exists():
+        raise RunDirError(
+            f"{path} not found: the chief writes it; give every process the same --out (on several machines, "
+            "a shared file system)"
+        )
+    changed = changed_settings(json.loads(path.read_text()), settings)
+    if changed:
+        raise RunDirError(
+            f"the chief's search in {out} has other settings ({', '.join(changed)}); "
+            f"start {role.tuner_id} with the chief's"
+        )
 
 
 def _claim(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
