@@ -170,8 +170,7 @@ class _KerasBackend(_Backend):
         from kerasdl.commands import check_run_dir
 
         check_run_dir(str(path))
-        import keras
-
+        from kerasdl.models.loading import load_model_file
         from kerasdl.registry import model_spec
         from kerasdl.training.run_dir import RunDirectory
 
@@ -182,7 +181,7 @@ class _KerasBackend(_Backend):
         if not self.state:  # a text model's run keeps its vocabularies there
             raise KerasdlError(f"{path} is not a text model's run (no saved vocabulary in data_state.json)")
         self.class_names = tuple(self.config["dataset"]["class_names"])
-        self.model = keras.saving.load_model(run.require_model(), safe_mode=True)
+        self.model = load_model_file(run.require_model())
 
     def classify(self, texts: list[str]) -> np.ndarray:
         from kerasdl.edge.runner import TextEncoder, softmax

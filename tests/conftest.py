@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.register_assert_rewrite("export_fixtures", "serve_fixtures")  # test modules import their helpers too
+pytest.register_assert_rewrite("export_fixtures", "serve_fixtures", "fuzzing")  # test modules import their helpers too
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if SHARED_DATA.is_dir():  # CI and developers: the real data sets; elsewhere loaders use their download path

@@ -38,7 +38,7 @@ def test_list_json_has_models_and_data_sets(capsys):
         (("train", "mlp", "--batch-size", "many"), "argument --batch-size: expected a positive integer, got 'many'"),
         (
             ("train", "mlp", "--data", "imagenet"),
-            "unknown data set 'imagenet'; known: cats-vs-dogs, cifar10, daily-min-temperatures, digits, ",
+            "unknown data set 'imagenet'; known: cats-vs-dogs, cifar10, daily-min-temperatures, diabetes, digits, ",
         ),
         (("evaluate", "no/such/run"), "kerasdl evaluate: error: run directory no/such/run does not exist"),
         (("frobnicate",), "invalid choice: 'frobnicate'"),

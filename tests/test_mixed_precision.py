@@ -34,6 +34,7 @@ INFOS = {
     "raccoon": DatasetInfo("raccoon", (64, 64, 3), 1, ("raccoon",)),
     "isbi-em-membrane": DatasetInfo("isbi-em-membrane", (32, 32, 1), 2, ("membrane", "cell")),
     "daily-min-temperatures": DatasetInfo("daily-min-temperatures", (10, 1), 3, ()),
+    "diabetes": DatasetInfo("diabetes", (10,), 1, ("progression",)),
     "fra-eng": DatasetInfo("fra-eng", (9,), 30, (), vocabulary=WORDS, target_length=7),
 }
 SMALL = {"layers": 1, "embedding_dim": 16, "heads": 2}  # the Transformers, at a size that builds in a second

@@ -9,8 +9,8 @@ from kerasdl.tasks import Bound, ParityTargets, get_task
 
 
 def test_unknown_task_lists_known_ones():
-    with pytest.raises(UnknownNameError, match="unknown task 'regression'; known: .*classification"):
-        get_task("regression")
+    with pytest.raises(UnknownNameError, match="unknown task 'ranking'; known: .*classification"):
+        get_task("ranking")
 
 
 def test_parity_targets_name_each_bound_and_report_each_miss():

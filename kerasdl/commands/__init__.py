@@ -103,9 +103,8 @@ def load_text_run(path: str, task: str, needs: str, state_key: str) -> tuple[dic
     """A finished run of `task`: its config, its saved data state (which must hold `state_key`, the vocabulary)
     and its Keras model. A run of another task fails in one line ending "<needs>"; checks the folder first."""
     check_run_dir(path)  # before TensorFlow is imported
-    import keras
-
     from kerasdl.errors import KerasdlError, RunDirError
+    from kerasdl.models.loading import load_model_file
     from kerasdl.registry import model_spec
     from kerasdl.training.run_dir import RunDirectory
 
@@ -117,4 +116,4 @@ def load_text_run(path: str, task: str, needs: str, state_key: str) -> tuple[dic
     state = run_dir.read_data_state()
     if not state or state_key not in state:
         raise RunDirError(f"{run_dir.path} has no saved vocabulary (data_state.json); train the run again")
-    return config, state, keras.saving.load_model(run_dir.require_model(), safe_mode=True)
+    return config, state, load_model_file(run_dir.require_model())

@@ -31,18 +31,22 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from kerasdl.errors import KerasdlError
+    from kerasdl.locking import folder_lock
 
     if args.data.startswith("tfrecord:"):
         raise KerasdlError(f"{args.data} is already sharded")
     check_data(args.data)  # before TensorFlow is imported
-    if ((Path(args.out) / "manifest.json").exists() or any(Path(args.out).glob("*.tfrecord"))) and not args.overwrite:
-        raise KerasdlError(f"{Path(args.out)} already holds shards; pass --overwrite or choose another --out")
-    from kerasdl.data.shards import write_shards
+    with folder_lock(args.out):  # before anything is read or written there: one writer per folder
+        out = Path(args.out)
+        if ((out / "manifest.json").exists() or any(out.glob("*.tfrecord"))) and not args.overwrite:
+            raise KerasdlError(f"{out} already holds shards; pass --overwrite or choose another --out")
+        from kerasdl.data.shards import write_shards
 
-    manifest = write_shards(
-        args.data, args.out, shard_mb=args.shard_size, validation_fraction=args.validation_fraction, seed=args.seed,
-        image_size=args.image_size, overwrite=args.overwrite, verbose=progress_verbosity(args.quiet),
-    )
+        manifest = write_shards(
+            args.data, args.out, shard_mb=args.shard_size, validation_fraction=args.validation_fraction,
+            seed=args.seed, image_size=args.image_size, overwrite=args.overwrite,
+            verbose=progress_verbosity(args.quiet),
+        )
     shards = [shard for split in manifest["shards"].values() for shard in split]
     counts = ", ".join(f"{split} {count:,}" for split, count in manifest["counts"].items())
     print(f"wrote {len(shards)} shards ({sum(s['bytes'] for s in shards) / 2**20:.1f} MB) to {Path(args.out)}: {counts}")

@@ -38,6 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data", help="data set name, or a folder of images with one sub-folder per class (default: the model's)"
     )
+    parser.add_argument(
+        "--target", help="--data is a CSV/TSV table with a header row: predict this column from the others "
+        "(classes: mlp; a number: mlp-regressor)"
+    )
     parser.add_argument("--epochs", type=positive_int, help="default 10, or the model's own (see its docstring)")
     parser.add_argument("--batch-size", type=positive_int, help="default 64, or the model's own")
     parser.add_argument("--loop", help="fit (model.fit), tape (GradientTape loop)...; default: the model's first")
@@ -141,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         jit_compile=False if args.no_jit else None,
         strategy=args.strategy,
         precision=args.precision,
+        target=args.target,
     )
     result = train(config, out=args.out, overwrite=args.overwrite, verbose=progress_verbosity(args.quiet))
     m = result.metrics

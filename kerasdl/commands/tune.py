@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--epochs", type=positive_int, default=10, help="epochs per trial (Hyperband: at most)")
     parser.add_argument("--data", help="data set name (default: the model's)")
+    parser.add_argument(
+        "--target", help="--data is a CSV/TSV table: predict this column from the others (as kerasdl train)"
+    )
     parser.add_argument("--objective", help="logged metric to optimize (default: the task's, val_accuracy for classifiers)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         model=args.model,
         data=args.data,
+        target=args.target,
         **{**model_spec(args.model).train_defaults, "epochs": args.epochs},
         seed=args.seed,
         image_size=args.image_size,

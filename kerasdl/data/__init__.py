@@ -2,7 +2,7 @@
 
 # Each module registers its sources on import.
 from kerasdl.data import (  # noqa: F401
-    cats_vs_dogs, cifar10, detection, digits, mnist, segmentation, series, text, translation,
+    cats_vs_dogs, cifar10, detection, digits, mnist, segmentation, series, tabular, text, translation,
 )
 from kerasdl.data.base import (
     DatasetInfo,

@@ -163,12 +163,22 @@ class ImageBundle(DataBundle):
 
 
 def load(
-    name: str, *, validation_fraction: float = 0.1, seed: int = 0, image_size: int | None = None
+    name: str, *, validation_fraction: float = 0.1, seed: int = 0, image_size: int | None = None,
+    target: str | None = None,
 ) -> DataBundle:
     """Load data set `name` (registered, or a folder of images with one sub-folder per class), hold out a
-    stratified validation split (fixed by `seed`), scale to [-1, 1]; photos are resized to `image_size`."""
+    stratified validation split (fixed by `seed`), scale to [-1, 1]; photos are resized to `image_size`.
+    With `target`, `name` is a CSV/TSV table of features and that column is what to predict."""
     if not 0.0 < validation_fraction < 1.0:
         raise KerasdlError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    if target is not None:
+        from kerasdl.data.tabular import read_table
+
+        if not is_text_file(name):
+            raise KerasdlError(f"--target names a column of a CSV/TSV table; {name!r} is not one")
+        path = Path(name).expanduser().resolve()
+        return read_table(path, target).bundle(path.name, validation_fraction=validation_fraction, seed=seed,
+                                               image_size=image_size)
     if name.startswith(SHARDS_PREFIX):  # written by `kerasdl data shard`: already split and prepared
         from kerasdl.data.shards import load_shards
 

@@ -9,8 +9,10 @@ channel, and at each object's centre cell its size and the centre's offset insid
 
 from __future__ import annotations
 
-import csv
-import xml.etree.ElementTree as ElementTree
+from xml.etree.ElementTree import Element
+
+import defusedxml.ElementTree as SafeXml
+from defusedxml import DefusedXmlException
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,15 +45,17 @@ class Annotation:
 def read_voc(path: Path, images_dir: Path, class_names: tuple[str, ...]) -> Annotation:
     """One PASCAL VOC XML file, checked against its image; a DataError naming the file for anything wrong."""
     try:
-        root = ElementTree.parse(path).getroot()
-        image = images_dir / _text(root, "filename")
+        root = SafeXml.parse(path).getroot()  # defusedxml: entities (XXE, billion laughs) are refused
+        image = images_dir / _file_name(_text(root, "filename"))
         width, height = int(_text(root, "size/width")), int(_text(root, "size/height"))
         boxes = [
             [*(float(_text(obj, f"bndbox/{side}")) for side in ("xmin", "ymin", "xmax", "ymax")),
              _class_index(_text(obj, "name"), class_names)]
             for obj in root.iter("object")
         ]
-    except ElementTree.ParseError as err:
+    except DefusedXmlException as err:
+        raise DataError(f"{path}: refused: it declares XML entities ({type(err).__name__}), which VOC never needs") from None
+    except SafeXml.ParseError as err:
         raise DataError(f"{path}: not valid VOC XML ({err})") from None
     except OSError as err:
         raise DataError(f"{path}: the image's annotation cannot be read ({err.strerror})") from None
@@ -66,11 +70,18 @@ def read_voc(path: Path, images_dir: Path, class_names: tuple[str, ...]) -> Anno
     return Annotation(str(image), width, height, np.asarray(boxes, np.float32).reshape(-1, 5) / scale)
 
 
-def _text(element: ElementTree.Element, tag: str) -> str:
+def _text(element: Element, tag: str) -> str:
     found = element.findtext(tag)
     if found is None or not found.strip():
         raise ValueError(f"lacks <{tag}>")
     return found.strip()
+
+
+def _file_name(name: str) -> str:
+    """A bare file name: an annotation never points outside its images folder."""
+    if Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"<filename> {name[:60]!r} is not a file name in the images folder")
+    return name
 
 
 def _class_index(name: str, class_names: tuple[str, ...]) -> int:
@@ -81,15 +92,14 @@ def _class_index(name: str, class_names: tuple[str, ...]) -> int:
 
 def _check_image(annotation: Path, image: Path, width: int, height: int) -> None:
     """The image must exist and be as large as the annotation says, or every box would be misplaced."""
-    from PIL import Image, UnidentifiedImageError
+    from kerasdl.data.images import check_image
 
+    if not image.is_file():
+        raise DataError(f"{annotation}: its image {image} is missing")
     try:
-        with Image.open(image) as opened:
-            size = opened.size
-    except FileNotFoundError:
-        raise DataError(f"{annotation}: its image {image} is missing") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"{annotation}: its image {image} is not readable ({type(err).__name__})") from None
+        size = check_image(image)
+    except DataError as err:
+        raise DataError(f"{annotation}: its image {err}") from None
     if size != (width, height):
         raise DataError(f"{annotation}: says {width}x{height} but its image {image} is {size[0]}x{size[1]}")
 
@@ -99,8 +109,16 @@ def read_split(folder: Path, labels_csv: str, class_names: tuple[str, ...]) -> l
     csv_path = folder / labels_csv
     if not csv_path.is_file():
         raise DataError(f"{csv_path} is missing (the split's file list: filename,width,height,class,...)")
-    with csv_path.open(newline="") as rows:
-        names = list(dict.fromkeys(row["filename"] for row in csv.DictReader(rows)))
+    from kerasdl.data.text import csv_rows
+
+    rows = [row for row in csv_rows(csv_path) if row]
+    if not rows or "filename" not in rows[0]:
+        raise DataError(f"{csv_path} has no header naming a filename column (filename,width,height,class,...)")
+    column = rows[0].index("filename")
+    try:
+        names = list(dict.fromkeys(row[column] for row in rows[1:]))
+    except IndexError:
+        raise DataError(f"{csv_path}: a row has no {column + 1}th field (filename)") from None
     annotations = folder / "annotations"
     return [read_voc(annotations / f"{Path(name).stem}.xml", folder / "images", class_names) for name in names]
 

@@ -2,12 +2,14 @@
 
 A folder holds either `train/` and `test/` (each with one sub-folder per class, the layout of the
 cats-vs-dogs and CIFAR-10 copies) or the class sub-folders directly; then a fixed 20% of each class
-becomes the test split. Every file is opened once with Pillow before training, so a stray non-image
-fails at once with its name instead of in the middle of an epoch.
+becomes the test split. Every file is checked once before training (its header by Pillow, which refuses a
+decompression bomb; its bytes decoded by TensorFlow), so a stray non-image or a truncated photo fails at once
+with its name instead of in the middle of an epoch.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,17 +62,49 @@ def _scan_classes(
     return paths, np.asarray(labels, dtype=np.int32), names
 
 
-def check_image(path: Path) -> None:
-    """Raise a DataError naming `path` unless it is an image file that TensorFlow can decode."""
-    from PIL import Image, UnidentifiedImageError
+def check_image(path: Path) -> tuple[int, int]:
+    """The (width, height) of `path`, or a DataError naming it unless TensorFlow decodes it as training will:
+    Pillow reads the header first (format, size: a decompression bomb is refused before any decoding), then
+    TensorFlow decodes it once, the only test of a truncated or corrupt file that holds for every format."""
+    import tensorflow as tf
 
+    with open_image(path) as image:
+        if image.format not in FORMATS:
+            raise DataError(f"{path} is a {image.format} image; supported: {', '.join(sorted(FORMATS))}")
+        size = image.size
     try:
-        with Image.open(path) as image:
-            kind = image.format
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"{path} is not an image file ({err.__class__.__name__}); remove it or move it out") from err
-    if kind not in FORMATS:
-        raise DataError(f"{path} is a {kind} image; supported: {', '.join(sorted(FORMATS))}")
+        tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
+    except tf.errors.OpError as err:
+        raise DataError(_corrupt(path, err)) from None
+    return size
+
+
+def open_image(path: Path):
+    """`PIL.Image.open(path)`, with anything that is not an image, or too large to decode, as a DataError."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # past MAX_IMAGE_PIXELS Pillow only warns
+        try:
+            return Image.open(path)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            raise DataError(f"{path} declares more than {Image.MAX_IMAGE_PIXELS:,} pixels: a decompression bomb "
+                            "or a corrupt header") from None
+        except Exception as err:  # Pillow's plugins raise many types on garbage; every one means the same
+            raise DataError(f"{path} is not an image file ({type(err).__name__}); remove it or move it out") from None
+
+
+def load_image(path: Path, image) -> None:
+    """Decode an opened image whole; a truncated or corrupt one raises a DataError naming `path`."""
+    try:
+        image.load()
+    except Exception as err:  # as in open_image: Pillow's decoders raise many types on corrupt data
+        image.close()
+        raise DataError(_corrupt(path, err)) from None
+
+
+def _corrupt(path: Path, err: Exception) -> str:
+    return f"{path} is a truncated or corrupt image ({type(err).__name__}); remove it or replace it"
 
 
 def decode_and_resize(path, size: int):

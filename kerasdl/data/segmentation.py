@@ -105,13 +105,10 @@ class MaskFiles:
 
 
 def _open(path: Path) -> Image.Image:
-    from PIL import Image, UnidentifiedImageError
+    from kerasdl.data.images import load_image, open_image
 
-    try:
-        image = Image.open(path)
-        image.load()
-    except (OSError, UnidentifiedImageError) as err:
-        raise DataError(f"{path} is not a readable image ({type(err).__name__})") from err
+    image = open_image(path)
+    load_image(path, image)
     return image
 
 

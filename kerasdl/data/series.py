@@ -11,9 +11,7 @@ split before (the first test window reads the last days of 1989).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +110,12 @@ class SeriesBundle(DataBundle):
         return {"mean": self.mean, "std": self.std}
 
     def restored(self, state: dict[str, Any] | None) -> SeriesBundle:
-        return dataclasses.replace(self, mean=state["mean"], std=state["std"], _windows={}) if state else self
+        if not state:
+            return self
+        values = [state.get(key) if isinstance(state, dict) else None for key in ("mean", "std")]
+        if not all(type(v) in (int, float) and math.isfinite(v) for v in values) or values[1] <= 0:
+            raise DataError(f"a series run's data_state.json needs a finite mean and a positive std, got {state!r:.80}")
+        return dataclasses.replace(self, mean=float(values[0]), std=float(values[1]), _windows={})
 
     def runner_input(self) -> dict[str, Any]:
         return {"kind": "series", "mean": self.mean, "std": self.std}
@@ -171,9 +174,9 @@ class SeriesBundle(DataBundle):
 
 def read_daily_csv(path: Path, split_starts: tuple[str, str], unit: str) -> DailySeries:
     """A `date,value` CSV with a header, one row per day in date order; absent days interpolated."""
-    from kerasdl.data.text import read_utf8
+    from kerasdl.data.text import csv_rows
 
-    rows = list(csv.reader(io.StringIO(read_utf8(path))))
+    rows = csv_rows(path)
     if not rows or len(rows[0]) != 2:
         raise DataError(f"{path}: expected a header of two columns (date, value), got {rows[0] if rows else 'nothing'}")
     dates, values = [], []

@@ -1,12 +1,13 @@
 """TFRecord shards of a data set: `write_shards` (`kerasdl data shard`) and `load_shards` (`--data tfrecord:DIR`).
 
 A shard folder holds `<split>-NNNNN.tfrecord` files per split (train, validation, test, split exactly as
-`kerasdl.data.load` splits the source) and `manifest.json`, written last (temp file + rename) so that a
-half-written folder is never taken for a set. Each record is a `tf.train.Example` with one bytes feature per
-component of the bundle's (x, y) element: image pixels as lossless PNG of their uint8 values (decoded in
-parallel and scaled as the source bundle scales them), every other tensor (token ids, labels) as
-`tf.io.serialize_tensor`. The manifest holds counts, the feature spec, each shard's bytes and sha256, the
-DatasetInfo (with the vocabulary), the bundle's `state()` and `runner_input()`, and the settings used.
+`kerasdl.data.load` splits the source) and `manifest.json`, each written to a temporary file and renamed
+(`kerasdl.files`), the manifest last, so a half-written folder is never taken for a set. Each record is a
+`tf.train.Example` with one bytes feature per component of the bundle's (x, y) element: image pixels as
+lossless PNG of their uint8 values (decoded in parallel and scaled as the source bundle scales them), every
+other tensor (token ids, labels) as `tf.io.serialize_tensor`. The manifest holds counts, the feature spec,
+each shard's bytes and sha256, the DatasetInfo (with the vocabulary), the bundle's `state()` and
+`runner_input()`, and the settings used.
 
 Streaming (`ShardBundle.dataset`), never a split in memory:
     shard files (order shuffled per epoch when seeded)
@@ -28,14 +29,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
+from kerasdl import files
 from kerasdl.data.base import DatasetInfo
 from kerasdl.data.bundle import SPLITS, ArrayBundle, DataBundle, ImageBundle, is_folder, is_text_file
 from kerasdl.errors import DataError, KerasdlError
@@ -92,7 +95,9 @@ def verify_shards(path: str | Path, manifest: dict[str, Any]) -> None:
 def _shard_entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     try:
         entries = [shard for split in SPLITS for shard in manifest["shards"][split]]
-        if all(isinstance(s["file"], str) and isinstance(s["bytes"], int) for s in entries):
+        # a bare file name: a manifest never points outside its own folder
+        if all(isinstance(s["file"], str) and s["file"] == Path(s["file"]).name not in ("", "..")
+               and isinstance(s["bytes"], int) for s in entries):
             return entries
     except (KeyError, TypeError):
         pass
@@ -149,9 +154,7 @@ def write_shards(
         "state": bundle.state(),
         "runner_input": bundle.runner_input(),
     }
-    temporary = root / f".{MANIFEST}.tmp"
-    temporary.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    os.replace(temporary, root / MANIFEST)
+    files.write_json(root / MANIFEST, manifest, indent=1)
     return manifest
 
 
@@ -219,30 +222,39 @@ def _write_split(bundle: DataBundle, split: str, features: list[dict[str, Any]],
                 encoded.append(tf.io.serialize_tensor(value))
         return tuple(encoded), tf.reduce_all(tf.stack(exact))
 
+    def serialized():
+        """Each record as a serialized Example, checked, with the progress bar moved per batch."""
+        encoded = _records(bundle, split).map(encode, num_parallel_calls=tf.data.AUTOTUNE).batch(WRITE_BATCH)
+        for columns, exact in encoded.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():  # batched: Python sees few
+            if not exact.all():
+                raise KerasdlError(f"a {split} input of {bundle.info.name!r} is not uint8 pixels scaled by {scale} "
+                                   f"and offset by {offset}, so PNG would not keep it exactly")
+            for values in zip(*columns):
+                yield tf.train.Example(features=tf.train.Features(feature={
+                    feature["name"]: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+                    for feature, value in zip(features, values)
+                })).SerializeToString()
+            progress.add(len(exact))
+
     shards: list[dict[str, Any]] = []
-    writer, count, size = None, 0, 0
-    encoded = _records(bundle, split).map(encode, num_parallel_calls=tf.data.AUTOTUNE).batch(WRITE_BATCH)
-    for columns, exact in encoded.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():  # batched: Python sees few
-        if not exact.all():
-            raise KerasdlError(f"a {split} input of {bundle.info.name!r} is not uint8 pixels scaled by {scale} and "
-                               f"offset by {offset}, so PNG would not keep it exactly")
-        for values in zip(*columns):
-            if writer is None:
-                file = root / f"{split}-{len(shards):05d}.tfrecord"
-                writer, count, size = tf.io.TFRecordWriter(str(file)), 0, 0
-            record = tf.train.Example(features=tf.train.Features(feature={
-                feature["name"]: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-                for feature, value in zip(features, values)
-            })).SerializeToString()
-            writer.write(record)
-            count, size = count + 1, size + len(record) + 16  # TFRecord framing: length, two CRCs
-            if size >= shard_bytes:
-                shards.append(_closed(writer, file, count))
-                writer = None
-        progress.add(len(exact))
-    if writer is not None:
-        shards.append(_closed(writer, file, count))
+    records = serialized()
+    for first in records:  # each shard takes records until it is full; the loop resumes after them
+        file = root / f"{split}-{len(shards):05d}.tfrecord"
+        with files.replacing(file) as temporary, tf.io.TFRecordWriter(str(temporary)) as writer:
+            count = _fill(writer, itertools.chain([first], records), shard_bytes)
+        shards.append({"file": file.name, "count": count, "bytes": file.stat().st_size, "sha256": _sha256(file)})
     return shards
+
+
+def _fill(writer, records: Iterator[bytes], shard_bytes: int) -> int:
+    """Write records until the shard reaches `shard_bytes` (or they run out); how many were written."""
+    count, size = 0, 0
+    for record in records:
+        writer.write(record)
+        count, size = count + 1, size + len(record) + 16  # TFRecord framing: length, two CRCs
+        if size >= shard_bytes:
+            break
+    return count
 
 
 def _pixels(value, scale: float, offset: float):
@@ -254,11 +266,6 @@ def _pixels(value, scale: float, offset: float):
     raw = tf.round((value - offset) / scale)
     pixels = tf.cast(tf.clip_by_value(raw, 0.0, 255.0), tf.uint8)
     return pixels, tf.reduce_all(tf.cast(pixels, tf.float32) * scale + offset == value)
-
-
-def _closed(writer, file: Path, count: int) -> dict[str, Any]:
-    writer.close()
-    return {"file": file.name, "count": count, "bytes": file.stat().st_size, "sha256": _sha256(file)}
 
 
 # --- reading -----------------------------------------------------------------------------------------------

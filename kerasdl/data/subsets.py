@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from kerasdl import files
 from kerasdl.errors import DataError
 
 MANIFEST = "subset.json"  # what a subset folder was written from; its presence marks a finished subset
@@ -74,7 +75,7 @@ def write_class_subset(
             for path in paths:
                 _link_or_copy(path, partial / split / name / path.name)
     counts = {split: {name: len(paths) for name, paths in by_class.items()} for split, by_class in chosen.items()}
-    (partial / MANIFEST).write_text(json.dumps({**settings, "counts": counts}, indent=2) + "\n")
+    files.write_json(partial / MANIFEST, {**settings, "counts": counts})
     shutil.rmtree(dest, ignore_errors=True)  # only a subset of other settings gets here
     partial.rename(dest)
     return dest

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import gzip
 import io
+import zlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +126,11 @@ class TextBundle(DataBundle):
         return {"tokenizer": self.tokenizer.to_json()}
 
     def restored(self, state: dict[str, Any] | None) -> TextBundle:
-        return self.with_tokenizer(Tokenizer.from_json(state["tokenizer"])) if state else self
+        if not state:
+            return self
+        if not isinstance(state, dict) or "tokenizer" not in state:
+            raise DataError("a text run's data_state.json holds no tokenizer")
+        return self.with_tokenizer(Tokenizer.from_json(state["tokenizer"]))
 
     def runner_input(self) -> dict[str, Any]:
         return {"kind": "text", "tokenizer": self.tokenizer.to_json()}
@@ -325,7 +330,7 @@ def _read_gzip(path: Path) -> str:
         raise DataError(f"{path} is missing (set KERASDL_DATA to the folder that holds the data sets)")
     try:
         return gzip.decompress(path.read_bytes()).decode("utf-8")
-    except (OSError, EOFError, UnicodeDecodeError) as err:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as err:
         raise DataError(f"{path} is corrupt ({type(err).__name__}: {err})") from err
 
 
@@ -340,6 +345,16 @@ def read_utf8(path: Path) -> str:
         raise DataError(
             f"{path} is not UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start}); save it as UTF-8"
         ) from None
+
+
+def csv_rows(path: Path, delimiter: str = ",") -> list[list[str]]:
+    """The rows of a UTF-8 CSV (or TSV) file; a DataError naming the file and line for a malformed one (a
+    field past csv's size limit, which is what an unclosed quote gives)."""
+    reader = csv.reader(io.StringIO(read_utf8(path), newline=""), delimiter=delimiter)
+    try:
+        return list(reader)
+    except csv.Error as err:
+        raise DataError(f"{path}:{reader.line_num}: not valid CSV ({err})") from None
 
 
 # --- a user's own file: text and label, comma- or tab-separated -----------------------------------------------
@@ -364,7 +379,8 @@ def read_text_file(path: Path) -> TextCorpus:
     else:
         raise DataError(
             f"{path}: expected two columns (text and label), or a header naming them "
-            f"({'/'.join(sorted(TEXT_HEADERS))} and {'/'.join(sorted(LABEL_HEADERS))})"
+            f"({'/'.join(sorted(TEXT_HEADERS))} and {'/'.join(sorted(LABEL_HEADERS))}); for a table of features, "
+            "pass --target COLUMN"
         )
     for number, row in enumerate(rows, 1):
         if len(row) <= max(text_column, label_column) or not row[text_column].strip() or not row[label_column].strip():
@@ -378,8 +394,7 @@ def read_text_file(path: Path) -> TextCorpus:
 
 
 def _rows(path: Path) -> list[list[str]]:
-    delimiter = "," if path.suffix.lower() == ".csv" else "\t"
-    rows = [row for row in csv.reader(io.StringIO(read_utf8(path), newline=""), delimiter=delimiter)
+    rows = [row for row in csv_rows(path, "," if path.suffix.lower() == ".csv" else "\t")
             if any(cell.strip() for cell in row)]
     if not rows:
         raise DataError(f"{path} holds no rows of text and label")

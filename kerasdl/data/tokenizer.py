@@ -26,6 +26,8 @@ PAD, OOV = "", "[UNK]"  # ids 0 and 1, as TextVectorization numbers them
 LEVELS = {"word": "whitespace", "character": "character"}  # our level -> TextVectorization's `split`
 SUBWORD = "subword"  # WordPiece (keras-hub), the third level
 ENCODE_BATCH = 4096
+STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation")  # TextVectorization's, besides None
+MAX_SEQUENCE_LENGTH = 1 << 20  # ids per text: a saved record asking for more is corrupt, not a model
 SPACE_MARK, NEWLINE_MARK = "\u2581", "\u00b6"  # a letter-like symbol and a punctuation mark to WordPiece
 WORDPIECE_PAD = "[PAD]"  # keras-hub's name for id 0 (ours is "", which its vocabulary cannot hold)
 SUFFIX = "##"  # WordPiece's mark of a piece that continues a word
@@ -156,13 +158,24 @@ class Tokenizer:
         return {**asdict(self), "vocabulary": list(self.vocabulary)}
 
     @classmethod
-    def from_json(cls, values: dict[str, Any]) -> "Tokenizer":
-        try:
-            return cls(
-                tuple(values["vocabulary"]), values["level"], values.get("sequence_length"), values.get("standardize")
-            )
-        except (KeyError, TypeError) as err:
-            raise DataError(f"a saved tokenizer lacks or mangles {err}") from None
+    def from_json(cls, values: Any) -> "Tokenizer":
+        """The tokenizer of a saved record (`to_json`); a DataError for a record that lacks or mangles a field."""
+        if not isinstance(values, dict):
+            raise DataError(f"a saved tokenizer is a JSON object, not {type(values).__name__}")
+        vocabulary, level = values.get("vocabulary"), values.get("level")
+        length, standardize = values.get("sequence_length"), values.get("standardize")
+        if not isinstance(vocabulary, list) or not all(isinstance(token, str) for token in vocabulary):
+            raise DataError("a saved tokenizer's vocabulary is not a list of strings")
+        if len(set(vocabulary)) != len(vocabulary):
+            raise DataError("a saved tokenizer's vocabulary repeats a token")
+        if not isinstance(level, str):
+            raise DataError(f"a saved tokenizer's level is not a string: {str(level)[:60]!r}")
+        if length is not None and (type(length) is not int or not 0 < length <= MAX_SEQUENCE_LENGTH):
+            raise DataError(f"a saved tokenizer's sequence_length is not an integer in 1..{MAX_SEQUENCE_LENGTH}: "
+                            f"{str(length)[:60]!r}")
+        if not (standardize is None or isinstance(standardize, str) and standardize in STANDARDIZE):
+            raise DataError(f"a saved tokenizer's standardize is not one of {STANDARDIZE}: {str(standardize)[:60]!r}")
+        return cls(tuple(vocabulary), level, length, standardize)
 
 
 def learn_word_pieces(texts: Sequence[str], size: int) -> tuple[str, ...]:

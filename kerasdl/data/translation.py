@@ -16,6 +16,7 @@ import functools
 import gzip
 import math
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +167,8 @@ class TranslationPairs(DataBundle):
     @classmethod
     def from_state(cls, name: str, state: dict[str, Any], texts: dict[str, Pairs] | None = None) -> TranslationPairs:
         """Pairs (`texts`; None: none) under a run's saved tokenizers: without pairs, enough to translate."""
+        if not isinstance(state, dict):
+            raise DataError(f"a translation run's data_state.json is a JSON {type(state).__name__}, not an object")
         try:
             source, target = (Tokenizer.from_json(state[key]) for key in ("source_tokenizer", "target_tokenizer"))
         except KeyError as err:
@@ -359,7 +362,7 @@ def _read_lines(folder: Path, name: str) -> list[str]:
         path = _download_multi30k(folder, name)
     try:
         text = gzip.decompress(path.read_bytes()).decode("utf-8")
-    except (OSError, EOFError, UnicodeDecodeError) as err:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as err:
         raise DataError(f"{path} is corrupt ({type(err).__name__}: {err})") from err
     return [line.strip() for line in text.splitlines()]
 

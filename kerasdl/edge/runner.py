@@ -8,14 +8,18 @@ when it needs it. Copy it next to an artifact folder (model file + preprocessing
 
 `kerasdl infer` runs this same code. Post-processing happens here, per task (preprocessing.json says which):
 softmax and top-k for classification, images and masks as PNG, boxes as JSON after NumPy NMS, sampled text
-for a language model, nearest words for word vectors, a forecast in the series' unit. Text is tokenized
-here with the vocabulary in preprocessing.json, exactly as Keras's TextVectorization does in training
-(string ops are not TFLite builtins, so exported text models take token ids).
+for a language model, nearest words for word vectors, a forecast in the series' unit, a value in the target's
+unit for a regression. Text is tokenized here with the vocabulary in preprocessing.json, exactly as Keras's
+TextVectorization does in training (string ops are not TFLite builtins, so exported text models take token
+ids). A table's rows (CSV/TSV) are imputed, one-hot encoded and standardized here with the training split's
+values; kerasdl.data.tabular prepares its rows with this same code, so training and the edge agree.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import re
 import sys
@@ -26,16 +30,30 @@ from typing import Any, Callable
 import numpy as np
 
 PREPROCESSING_FILE = "preprocessing.json"
+MAX_INPUT_VALUES = 2**28  # one sample's values: far above any kerasdl model's, far below what would exhaust memory
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt")  # comma-separated for .csv, tab-separated otherwise
 
 
 class RunnerError(Exception):
     """A bad artifact, preprocessing file or input; printed as one line."""
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException, width: int = 200) -> str:
+    """An error's message as one line of at most `width` characters (some libraries print whole configs)."""
     text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return text.splitlines()[0][:width] if text else type(err).__name__
+
+
+def inside(folder: Path, name: Any, what: str) -> Path:
+    """`folder / name`, refused unless it stays in `folder` once '..' and symlinks are resolved: a name read
+    from an artifact's own files (or a file beside it) never reaches outside the artifact's folder."""
+    if not isinstance(name, str) or not name:
+        raise RunnerError(f"{what}: expected a file name, got {name!r:.40}")
+    path = folder / name
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise RunnerError(f"{what} {name!r:.60} leads outside {folder}: an artifact's files stay in its own folder")
+    return path
 
 
 class Preprocessing:
@@ -44,11 +62,14 @@ class Preprocessing:
     Images and noise: raw inputs are pixels as the data set stores them, in [0, pixel_max]; the model sees
     `raw * scale + offset`. 8-bit image files are first mapped from [0, 255] onto [0, pixel_max].
     Text: the tokenizer (`encoder`). A series: the training split's mean and std (`mean`, `std`).
+    A table: its columns' preparation (`columns`, see `table_features`); a .npy holds rows already prepared.
     """
 
-    KINDS = ("image", "noise", "text", "series")
+    KINDS = ("image", "noise", "text", "series", "tabular")
 
     def __init__(self, spec: dict[str, Any]):
+        if not isinstance(spec, dict) or not isinstance(spec.get("input"), dict):
+            raise RunnerError(f"{PREPROCESSING_FILE} is not an object with an \"input\" object")
         try:
             self.kind: str = spec["input"]["kind"]
             self.shape: tuple[int, ...] = tuple(int(d) for d in spec["input"]["shape"])
@@ -61,23 +82,39 @@ class Preprocessing:
                 self.encoder = TextEncoder(spec["input"]["tokenizer"])
             elif self.kind == "series":
                 self.mean, self.std = float(spec["input"]["mean"]), float(spec["input"]["std"])
-            self.class_names: list[str] = list(spec.get("class_names", []))
+            elif self.kind == "tabular":
+                self.columns = table_columns(spec["input"]["tabular"]["columns"])
+                self.scale, self.offset = 1.0, 0.0  # rows are prepared as they are read
+            self.class_names: list[str] = [str(name) for name in spec.get("class_names", [])]
             self.task: str = spec.get("task", "classification")
             self.spec = spec  # the task's own fields (output scaling, detection thresholds...)
-        except (KeyError, TypeError, ValueError) as err:
-            raise RunnerError(f"{PREPROCESSING_FILE} lacks or mangles {_first_line(err)}") from err
+        except (KeyError, TypeError, ValueError, OverflowError) as err:
+            raise RunnerError(f"{PREPROCESSING_FILE} lacks or mangles {first_line(err)}") from err
+        self._check()
+
+    def _check(self) -> None:
+        """What every task relies on: a known kind and task name, a shape of positive sizes, a numeric dtype."""
         if self.kind not in self.KINDS:
-            raise RunnerError(f"this runner handles {', '.join(self.KINDS)} inputs, not {self.kind!r}")
+            raise RunnerError(f"this runner handles {', '.join(self.KINDS)} inputs, not {self.kind!r:.40}")
+        if not isinstance(self.task, str):
+            raise RunnerError(f"{PREPROCESSING_FILE}: the task is a name, not {self.task!r:.40}")
+        if not self.shape or min(self.shape) < 1 or np.prod(self.shape, dtype=np.float64) > MAX_INPUT_VALUES:
+            raise RunnerError(f"{PREPROCESSING_FILE}: input shape {self.shape!r:.60} is not a sample's shape")
+        if self.dtype.kind not in "biuf":
+            raise RunnerError(f"{PREPROCESSING_FILE}: input dtype {self.dtype} is not a number type")
+        if self.kind == "tabular" and self.shape != (table_width(self.columns),):
+            raise RunnerError(f"{PREPROCESSING_FILE}: the table's columns make {table_width(self.columns)} inputs, "
+                              f"the input shape is {self.shape!r:.60}")
 
     @classmethod
     def beside(cls, artifact: Path) -> "Preprocessing":
-        path = artifact.parent / PREPROCESSING_FILE
+        path = inside(artifact.parent, PREPROCESSING_FILE, "the preprocessing file")
         try:
             return cls(json.loads(path.read_text()))
         except FileNotFoundError:
             raise RunnerError(f"{path} is missing: it sits beside the artifact (kerasdl export writes it)") from None
-        except json.JSONDecodeError as err:
-            raise RunnerError(f"{path} is not valid JSON ({err})") from err
+        except ValueError as err:  # invalid JSON or UTF-8
+            raise RunnerError(f"{path} is not valid JSON ({first_line(err)})") from err
 
     def normalize(self, raw: np.ndarray) -> np.ndarray:
         """Raw pixels, one sample or a batch, -> a batch of model inputs (in the model's input dtype)."""
@@ -88,18 +125,28 @@ class Preprocessing:
         return (raw.reshape(-1, *self.shape) * self.scale + self.offset).astype(self.dtype)
 
     def read(self, path: str | Path) -> np.ndarray:
-        """Raw pixels from a .npy array (one sample or a batch) or an image file (resized, gray or RGB)."""
+        """Raw pixels from a .npy array (one sample or a batch) or an image file (resized, gray or RGB); a
+        table's rows from a CSV/TSV file, prepared."""
         path = Path(path)
         if not path.is_file():
             raise RunnerError(f"input {path} does not exist")
+        if self.kind == "tabular" and path.suffix.lower() in TABLE_SUFFIXES:
+            return self.prepare_rows(*read_table(path), path.name)
         if path.suffix.lower() == ".npy":
             try:
                 return np.load(path, allow_pickle=False)
             except (OSError, ValueError) as err:
-                raise RunnerError(f"{path}: not a readable .npy array ({_first_line(err)})") from err
+                raise RunnerError(f"{path}: not a readable .npy array ({first_line(err)})") from err
         if path.suffix.lower() in IMAGE_SUFFIXES:
             return self._read_image(path)
-        raise RunnerError(f"input {path}: expected .npy or an image ({', '.join(IMAGE_SUFFIXES)})")
+        expected = f"a table ({', '.join(TABLE_SUFFIXES)})" if self.kind == "tabular" else f"an image ({', '.join(IMAGE_SUFFIXES)})"
+        raise RunnerError(f"input {path}: expected .npy or {expected}")
+
+    def prepare_rows(self, header: tuple[str, ...], rows: list[tuple[str, ...]], source: str) -> np.ndarray:
+        """A table's raw rows (cells as text, columns by name in `header`) as model inputs."""
+        if not rows:
+            raise RunnerError(f"{source} holds no data rows (a header row, then one row per prediction)")
+        return table_features(self.columns, header, rows, source)
 
     def _read_image(self, path: Path) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError
@@ -110,7 +157,7 @@ class Preprocessing:
             with Image.open(path) as image:
                 return self.image_pixels(image)
         except (OSError, UnidentifiedImageError) as err:
-            raise RunnerError(f"{path}: not a readable image ({_first_line(err)})") from err
+            raise RunnerError(f"{path}: not a readable image ({first_line(err)})") from err
 
     def image_pixels(self, image) -> np.ndarray:
         """A decoded PIL image as raw pixels of the input's shape: gray or RGB, resized, [0, 255] -> [0, pixel_max]."""
@@ -119,6 +166,136 @@ class Preprocessing:
         height, width, channels = self.shape
         image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
         return np.asarray(image, dtype=np.float32).reshape(self.shape) * (self.pixel_max / 255.0)
+
+
+# --- tables: raw rows prepared as in training ---------------------------------------------------------------
+# kerasdl.data.tabular fits a preparation on the training split and prepares every split with
+# `table_features`; preprocessing.json carries the same columns, so the edge prepares rows identically.
+
+MISSING_CELLS = {"", "na", "n/a", "nan", "null", "none", "?"}  # lower-cased cells read as missing
+MISSING = "(missing)"  # the category a missing categorical cell becomes
+
+
+def shown(name: str) -> str:
+    """A column name or value as a one-line message shows it: as it is, or quoted and escaped when it is
+    not plain printable text (a quoted cell may hold a line break)."""
+    return name if name.isprintable() and len(name) <= 60 else repr(name[:60])
+
+
+def is_missing(cell: str) -> bool:
+    return cell.lower() in MISSING_CELLS
+
+
+def category(cell: str) -> str:
+    return MISSING if is_missing(cell) else cell
+
+
+def numbers(cells: list[str]) -> np.ndarray | None:
+    """The cells as float64 (NaN where missing), or None when a present cell is not a finite number."""
+    values = np.full(len(cells), np.nan)
+    for i, cell in enumerate(cells):
+        if is_missing(cell):
+            continue
+        try:
+            values[i] = float(cell)
+        except ValueError:
+            return None
+        if not np.isfinite(values[i]):
+            return None
+    return values
+
+
+def parse_table(text: str, delimiter: str, name: str) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """(header, data rows) of CSV/TSV text, cells stripped, blank lines skipped; every column named once and
+    every row as wide as the header."""
+    try:
+        rows = [tuple(cell.strip() for cell in row) for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+                if any(cell.strip() for cell in row)]
+    except csv.Error as err:
+        raise RunnerError(f"{name} is not a readable {'CSV' if delimiter == ',' else 'TSV'} file ({err})") from None
+    if not rows:
+        raise RunnerError(f"{name} is empty: expected a header row and rows of values")
+    header, body = rows[0], rows[1:]
+    if not all(header) or len(set(header)) < len(header):
+        raise RunnerError(f"{name}: every column needs its own name in the header row, got {list(header)}"[:300])
+    for number, row in enumerate(body, 1):
+        if len(row) != len(header):
+            raise RunnerError(f"{name}: data row {number} has {len(row)} cells, the header {len(header)}")
+    return header, body
+
+
+def table_delimiter(path: Path) -> str:
+    return "," if path.suffix.lower() == ".csv" else "\t"
+
+
+def read_table(path: Path) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """(header, data rows) of a UTF-8 CSV (.csv) or TSV (.tsv, .txt) file."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise RunnerError(f"{path} is not UTF-8 (byte offset {err.start}); save it as UTF-8") from None
+    return parse_table(text, table_delimiter(path), path.name)
+
+
+def table_columns(columns: Any) -> list[dict[str, Any]]:
+    """A saved preparation's columns, checked: each {"kind": "numeric", "name", "fill", "mean", "std"} (finite,
+    std > 0) or {"kind": "categorical", "name", "categories": [names]}."""
+    if not isinstance(columns, list) or not columns:
+        raise RunnerError(f"{PREPROCESSING_FILE}: a table's columns are a non-empty list, not {columns!r:.40}")
+    checked = []
+    for column in columns:
+        try:
+            name, kind = column["name"], column["kind"]
+            if not isinstance(name, str) or kind not in ("numeric", "categorical"):
+                raise ValueError(f"column {name!r:.40} of kind {kind!r:.20}")
+            if kind == "categorical":
+                categories = column["categories"]
+                if not isinstance(categories, (list, tuple)) or not all(isinstance(c, str) for c in categories):
+                    raise ValueError(f"column {name!r:.40}: categories are names")
+                checked.append({"kind": kind, "name": name, "categories": list(categories)})
+                continue
+            fill, mean, std = (float(column[key]) for key in ("fill", "mean", "std"))
+            if not (np.isfinite([fill, mean, std]).all() and std > 0):
+                raise ValueError(f"column {name!r:.40}: fill, mean and std are finite, std > 0")
+        except (KeyError, TypeError, ValueError, OverflowError) as err:
+            raise RunnerError(f"{PREPROCESSING_FILE}: a table column lacks or mangles {first_line(err, 80)}") from None
+        checked.append({"kind": kind, "name": name, "fill": fill, "mean": mean, "std": std})
+    return checked
+
+
+def table_width(columns: list[dict[str, Any]]) -> int:
+    """Model inputs per row: one per numeric column, one per category of a categorical one."""
+    return sum(1 if column["kind"] == "numeric" else len(column["categories"]) for column in columns)
+
+
+def table_features(columns: list[dict[str, Any]], header: tuple[str, ...], rows: list[tuple[str, ...]],
+                   source: str) -> np.ndarray:
+    """(rows, width) float32 model inputs from raw cells: a missing number takes the training median, then
+    (x - mean) / std; a category one-hot over the training categories (a missing one: MISSING; one never
+    seen in training: all zeros). Columns are found by name; other columns (the target...) are ignored."""
+    absent = [column["name"] for column in columns if column["name"] not in header]
+    if absent:
+        raise RunnerError(f"{source} lacks the column(s) the model was trained on: {', '.join(map(shown, absent))}")
+    parts = [encode_column(column, [row[header.index(column["name"])] for row in rows], source) for column in columns]
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def encode_column(column: dict[str, Any], cells: list[str], source: str) -> np.ndarray:
+    """One column's cells as (rows, 1) standardized numbers or (rows, categories) one-hot float64."""
+    if column["kind"] == "categorical":
+        index = {name: i for i, name in enumerate(column["categories"])}
+        one_hot = np.zeros((len(cells), len(index)))
+        for row, cell in enumerate(cells):
+            if category(cell) in index:
+                one_hot[row, index[category(cell)]] = 1.0
+        return one_hot
+    values = numbers(cells)
+    if values is None:
+        bad = next(i for i, cell in enumerate(cells) if numbers([cell]) is None)
+        raise RunnerError(f"{source}: column {column['name']!r:.60} was numeric in training, but data row "
+                          f"{bad + 1} holds {cells[bad][:40]!r}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        return ((np.where(np.isnan(values), column["fill"], values) - column["mean"]) / column["std"])[:, None]
 
 
 # TextVectorization's standardization, split and lookup, re-done with the standard library. Its "lower" is
@@ -246,7 +423,7 @@ class LiteRTSession:
         try:
             self.interpreter = self._interpreter(default_delegates=True)
         except (ValueError, RuntimeError) as err:
-            raise RunnerError(f"{path}: not a valid .tflite model ({_first_line(err)})") from err
+            raise RunnerError(f"{path}: not a valid .tflite model ({first_line(err)})") from err
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.io = {"input": tensor_io(self.input), "output": tensor_io(self.output)}
@@ -268,6 +445,12 @@ class LiteRTSession:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         try:
+            return self._call(x)
+        except (ValueError, RuntimeError) as err:  # LiteRT's errors for a shape or dtype the graph does not take
+            raise refused_input(self.path, x, err) from err
+
+    def _call(self, x: np.ndarray) -> np.ndarray:
+        try:
             return self._run(x)
         except RuntimeError as err:  # XNNPACK may refuse the graph when allocating or at the first invoke
             if "XNNPACK" not in str(err):
@@ -281,6 +464,12 @@ class LiteRTSession:
         self.interpreter.set_tensor(self.input["index"], quantize(x, self.input))
         self.interpreter.invoke()
         return dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
+
+
+def refused_input(path: Path, x: np.ndarray, err: BaseException) -> RunnerError:
+    """The runtime refused a batch: the preprocessing file promised inputs the model does not take."""
+    return RunnerError(f"{path} cannot run a {x.dtype.name} batch of shape {x.shape} ({first_line(err)}); "
+                       f"does {PREPROCESSING_FILE} belong to this model?")
 
 
 def tensor_io(detail: dict[str, Any]) -> dict[str, Any]:
@@ -321,15 +510,19 @@ class OnnxSession:
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
+        self.path = path
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime has its own exception types for unreadable models
-            raise RunnerError(f"{path}: not a valid .onnx model ({_first_line(err)})") from err
+            raise RunnerError(f"{path}: not a valid .onnx model ({first_line(err)})") from err
         self.input, self.output = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.io = {"input": {"name": self.input.name, "dtype": self.input.type}, "output": {"name": self.output.name}}
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output.name], {self.input.name: x})[0]
+        try:
+            return self.session.run([self.output.name], {self.input.name: x})[0]
+        except Exception as err:  # onnxruntime's own exception types (InvalidArgument, Fail...)
+            raise refused_input(self.path, x, err) from err
 
 
 _SESSIONS = {".tflite": LiteRTSession, ".onnx": OnnxSession}
@@ -381,6 +574,8 @@ class EdgeModel:
 
     def ranked(self, probabilities: np.ndarray, k: int) -> list[list[dict[str, Any]]]:
         names = self.preprocessing.class_names
+        if probabilities.shape[-1] != len(names):
+            raise RunnerError(f"the model scores {probabilities.shape[-1]} classes; {PREPROCESSING_FILE} names {len(names)}")
         return [
             [{"class": names[i], "index": int(i), "probability": float(row[i])} for i in np.argsort(-row)[:k]]
             for row in probabilities
@@ -399,10 +594,10 @@ def mean_latency_ms(call: Callable[[np.ndarray], Any], x: np.ndarray, runs: int 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The runner's options; `kerasdl infer` adds the same ones."""
-    parser.add_argument("artifact", help="model.tflite or model.onnx, with preprocessing.json beside it")
+    parser.add_argument("artifact", help="model.tflite or model.onnx, with preprocessing.json beside it (kerasdl infer: also a run directory)")
     parser.add_argument(
         "--input", help="an image file (PNG/JPEG), a .npy array of raw pixels, a .txt of texts (one a line), "
-        "or a series (.csv/.txt column or .npy)"
+        "a series (.csv/.txt column or .npy), or a table's rows (CSV/TSV with a header row)"
     )
     parser.add_argument("--text", action="append", help="text models: a text to classify, or a word (repeatable)")
     parser.add_argument("--output", help="where to write an image or boxes result (default: beside --input)")
@@ -423,9 +618,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-def infer(args: argparse.Namespace) -> str:
-    """Run the artifact as its task says (preprocessing.json's "task"); the text (or JSON) to print."""
-    model = EdgeModel(args.artifact)
+def infer(args: argparse.Namespace, model: EdgeModel | None = None) -> str:
+    """Run the artifact (or `model`: `kerasdl infer` passes a run directory's Keras model so) as its task says
+    (preprocessing.json's "task"); the text (or JSON) to print."""
+    model = model or EdgeModel(args.artifact)
     if model.task not in TASK_RUNNERS:
         raise RunnerError(f"this runner does not know task {model.task!r}; known: {', '.join(TASK_RUNNERS)}")
     text, result = TASK_RUNNERS[model.task](model, args)
@@ -470,7 +666,7 @@ def _texts(args: argparse.Namespace) -> list[str]:
     except FileNotFoundError:
         raise RunnerError(f"input {path} does not exist") from None
     except UnicodeDecodeError as err:
-        raise RunnerError(f"{path} is not UTF-8 text ({_first_line(err)})") from None
+        raise RunnerError(f"{path} is not UTF-8 text ({first_line(err)})") from None
     if not texts:
         raise RunnerError(f"{path} holds no text (one text a line)")
     return texts
@@ -478,7 +674,7 @@ def _texts(args: argparse.Namespace) -> list[str]:
 
 def _required_input(args: argparse.Namespace) -> str:
     if not args.input:
-        raise RunnerError("--input is required for this model (an image file or a .npy array)")
+        raise RunnerError("--input is required for this model (an image file, a .npy array or a CSV of table rows)")
     return args.input
 
 
@@ -635,7 +831,7 @@ def _full_resolution(spec: Preprocessing, path: Path) -> np.ndarray:
             with Image.open(path) as image:
                 pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), np.float32)
         except (OSError, UnidentifiedImageError) as err:
-            raise RunnerError(f"{path}: not a readable image ({_first_line(err)})") from err
+            raise RunnerError(f"{path}: not a readable image ({first_line(err)})") from err
         pixels = pixels * (spec.pixel_max / 255.0)
     else:
         pixels = spec.read(path)
@@ -842,7 +1038,7 @@ def read_series(path: str | Path) -> np.ndarray:
         try:
             return np.load(path, allow_pickle=False).astype(np.float32).reshape(-1)
         except (OSError, ValueError) as err:
-            raise RunnerError(f"{path}: not a readable .npy array ({_first_line(err)})") from err
+            raise RunnerError(f"{path}: not a readable .npy array ({first_line(err)})") from err
     values = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         cells = [cell.strip().strip('"') for cell in re.split("[,\t;]", line) if cell.strip()]
@@ -864,6 +1060,31 @@ def _forecast(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[str
     unit = spec.spec.get("unit", "")
     text = "forecast: " + ", ".join(f"{value:.2f}" for value in forecast) + (f" {unit}" if unit else "")
     return text, {"input": str(args.input), "window": window, "forecast": [float(v) for v in forecast], "unit": unit}
+
+
+# --- regression: a table's rows in, a value per row out, in the target's unit ----------------------------------
+
+
+def regression_values(spec: Preprocessing, outputs: np.ndarray) -> np.ndarray:
+    """The model's outputs (the standardized target, one per row) in the target's unit: output * std + mean."""
+    try:
+        mean, std = float(spec.spec["target_mean"]), float(spec.spec["target_std"])
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
+        raise RunnerError(f"{PREPROCESSING_FILE} lacks or mangles the target's scaling {first_line(err)}") from None
+    outputs = np.asarray(outputs, np.float64)
+    if outputs.size != len(outputs):
+        raise RunnerError(f"the model gives {outputs.size // len(outputs)} values per row; a regression gives one")
+    return outputs.reshape(-1) * std + mean
+
+
+def _regress(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """Regression: a value for each row of `--input` (a CSV/TSV table; or a .npy of prepared rows), in the
+    target's unit."""
+    spec = model.preprocessing
+    values = regression_values(spec, model.logits(spec.normalize(spec.read(_required_input(args)))))
+    target = str(spec.spec.get("target", "value"))
+    text = "\n".join(f"row {i}: {target} {value:.4g}" for i, value in enumerate(values, 1))
+    return text, {"input": str(args.input), "target": target, "predictions": [{"value": float(v)} for v in values]}
 
 
 # --- masked language models: the words that fit each [MASK] of a sentence ------------------------------------
@@ -988,7 +1209,7 @@ def _translation(model: EdgeModel, args: argparse.Namespace) -> tuple[str, dict[
         target = TextEncoder(spec.spec["input"]["target_tokenizer"])
         settings = [int(spec.spec[key]) for key in ("cache_size", "start_id", "end_id")]
     except (KeyError, TypeError, ValueError) as err:
-        raise RunnerError(f"{PREPROCESSING_FILE} lacks or mangles the translation setting {_first_line(err)}") from None
+        raise RunnerError(f"{PREPROCESSING_FILE} lacks or mangles the translation setting {first_line(err)}") from None
     texts = _texts(args)
     translations = translate_text(model.logits, spec.encoder, target, texts, *settings)
     return "\n".join(translations), {"texts": texts, "translations": translations}
@@ -1004,6 +1225,7 @@ TASK_RUNNERS: dict[str, Callable[[EdgeModel, argparse.Namespace], tuple[str, dic
     "language-modelling": _language_model,
     "word-embedding": _neighbours,
     "forecasting": _forecast,
+    "regression": _regress,
     "translation": _translation,
     "masked-language-modelling": _masked_language_model,
 }

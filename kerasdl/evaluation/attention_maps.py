@@ -56,10 +56,7 @@ def _feed(layer: keras.layers.Layer) -> tuple[Any, Any]:
 
 def plot_attention_map(weights: np.ndarray, tokens: Sequence[str], path: Path, title: str) -> Path:
     """One heat map per head and their mean: row = the attending token, column = the token attended to."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from kerasdl.evaluation.plots import plt, save_figure
 
     panels = [*weights, weights.mean(axis=0)] if len(weights) > 1 else list(weights)
     names = [f"head {h + 1}" for h in range(len(weights))] + (["mean of heads"] if len(weights) > 1 else [])
@@ -73,10 +70,7 @@ def plot_attention_map(weights: np.ndarray, tokens: Sequence[str], path: Path, t
     axes[0][0].set_ylabel("query token")
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def pick_sentence(lengths: np.ndarray, shortest: int = 6) -> int:

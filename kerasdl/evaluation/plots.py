@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -11,6 +12,8 @@ matplotlib.use("Agg")  # files only; no display is needed or assumed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E402
+
+from kerasdl import files  # noqa: E402
 
 
 def plot_learning_curves(
@@ -68,8 +71,14 @@ def plot_validation_curves(histories: dict[str, list[dict[str, str]]], path: Pat
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    return save_figure(fig, path)
+
+
+def save_figure(fig: plt.Figure, path: Path, **options: Any) -> Path:
+    """Write `fig` to `path` crash-safely (the temporary keeps the suffix, which sets the format) and close it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with files.replacing(path) as temporary:
+        fig.savefig(temporary, **{"dpi": 100, **options})
     plt.close(fig)
     return path

@@ -13,6 +13,7 @@ from typing import Any
 import keras
 
 from kerasdl.data import DataBundle
+from kerasdl.models.loading import load_model_file
 from kerasdl.registry import model_spec
 from kerasdl.tasks import get_task
 from kerasdl.training.run_dir import RunDirectory
@@ -39,7 +40,7 @@ def evaluate_run(run_dir: str, data_name: str | None = None) -> tuple[dict[str, 
     model_path = run.require_model()
     config = run.read_config()
     spec = model_spec(config["model"])  # imports the model modules, so our layers deserialize
-    model = keras.saving.load_model(model_path, safe_mode=True)
+    model = load_model_file(model_path)
     data = load_for(config, data_name, run.read_data_state())
     metrics = {
         "model": spec.name,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
-import json
+import io
 from pathlib import Path
 from typing import Any
+
+from kerasdl import files
 
 Row = dict[str, Any]
 
@@ -27,12 +29,18 @@ def save_table(rows: list[Row], stem: Path) -> tuple[Path, Path]:
     """Write `stem`.csv and `stem`.json; the JSON keeps exact values and types."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns_of(rows))
-        writer.writeheader()
-        writer.writerows(rows)
-    json_path.write_text(json.dumps(rows, indent=2) + "\n")
+    files.write_text(csv_path, csv_text(rows))
+    files.write_json(json_path, rows)
     return csv_path, json_path
+
+
+def csv_text(rows: list[Row], columns: list[str] | None = None) -> str:
+    """`rows` as CSV text with a header (`columns`, default every key), ready for one crash-safe write."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns or columns_of(rows))
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
 
 
 def _cell(value: Any) -> str:

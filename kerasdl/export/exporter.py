@@ -9,7 +9,6 @@ uses (the TF-free runner for .tflite and .onnx).
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasdl import files
 from kerasdl.data import DataBundle
 from kerasdl.edge.runner import PREPROCESSING_FILE, EdgeModel, mean_latency_ms
 from kerasdl.export.edge_model import edge_model
@@ -30,6 +30,8 @@ from kerasdl.export.onnx import convert_saved_model, onnx_op_counts
 from kerasdl.export.precision import compute_precision, float32_model
 from kerasdl.export.saved_model import OUTPUT_NAME, SIGNATURE, input_spec, saved_model_logits, write_saved_model
 from kerasdl.export.tflite import convert, op_counts, operators
+from kerasdl.locking import folder_lock
+from kerasdl.models.loading import load_model_file
 from kerasdl.registry import model_spec
 from kerasdl.tasks import get_task, predict
 from kerasdl.training.run_dir import RunDirectory
@@ -71,10 +73,7 @@ def export_run(
     model_path = run.require_model()
     config = run.read_config()
     spec = model_spec(config["model"])  # also imports the model modules, so custom layers deserialize
-    try:
-        model = keras.saving.load_model(model_path, safe_mode=True)
-    except (OSError, ValueError) as err:
-        raise ExportError(f"{model_path} cannot be loaded ({err})") from err
+    model = load_model_file(model_path)
     data = load_for(config, state=run.read_data_state())
     return export_model(
         model,
@@ -113,47 +112,49 @@ def export_model(
     signature_input = input_spec(part, job.signature_shape(part, data.info))
     edge = edge_model(part, data.info, family)
     targets = job.targets(export.quantization)  # a task that refuses a quantization says so before converting
-    out.mkdir(parents=True, exist_ok=True)
-    artifact = out / export.artifact
-    _remove(artifact)
     representative = None
     if export.quantization == "int8":
         if representative_samples < 1:
             raise ExportError(f"representative-samples must be >= 1, got {representative_samples}")
         representative = job.sample_inputs(part, data, "train", representative_samples, seed)
-    details = _write_artifact(edge, export, artifact, signature_input, representative)
-    preprocessing = job.preprocessing(data, signature_input.name, signature_input.dtype.name,
-                                      tuple(signature_input.shape[1:]))
-    (out / PREPROCESSING_FILE).write_text(json.dumps(preprocessing, indent=2) + "\n")
+    # Locked: one writer per folder. export.json is removed first and written last, so its presence means a
+    # finished export, and a rerun over a killed one starts it again.
+    with folder_lock(out):
+        artifact = out / export.artifact
+        _clear(out, artifact)
+        details = _write_artifact(edge, export, artifact, signature_input, representative)
+        preprocessing = job.preprocessing(data, signature_input.name, signature_input.dtype.name,
+                                          tuple(signature_input.shape[1:]))
+        files.write_json(out / PREPROCESSING_FILE, preprocessing)
 
-    run_artifact, io, runtime = _runtime(export, artifact, signature_input.name)
-    reference, outputs = [], []
-    for x in job.export_batches(part, data, PARITY_BATCH):  # a batch at a time: photos are never held whole
-        reference.append(predict(part, x))
-        outputs.append(run_artifact(x))
-    measured = job.parity(np.concatenate(reference), np.concatenate(outputs), data)
-    failures = targets.failures(measured)
-    report = {
-        "format": export.name,
-        "description": export.description,
-        "task": job.name,
-        "artifact": artifact.name,
-        "bytes": _bytes(artifact),
-        **details,
-        "io": io,
-        "quantization": _quantization(export, representative),
-        "trained_precision": trained_precision,  # the artifact is converted from float32 whatever this is
-        "source": source or {"model": model.name, "data": data.info.name},
-        "parity": {"split": "test", **measured},
-        "targets": {**targets.to_json(), "met": not failures, "failures": failures},
-        "latency_ms_batch1": round(
-            mean_latency_ms(run_artifact, job.sample_inputs(part, data, "test", 1, 0), runs=latency_runs), 4
-        ),
-        "latency_runs": latency_runs,
-        "runtime": runtime,
-    }
-    (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    return ExportResult(artifact, report)
+        run_artifact, io, runtime = _runtime(export, artifact, signature_input.name)
+        reference, outputs = [], []
+        for x in job.export_batches(part, data, PARITY_BATCH):  # a batch at a time: photos are never held whole
+            reference.append(predict(part, x))
+            outputs.append(run_artifact(x))
+        measured = job.parity(np.concatenate(reference), np.concatenate(outputs), data)
+        failures = targets.failures(measured)
+        report = {
+            "format": export.name,
+            "description": export.description,
+            "task": job.name,
+            "artifact": artifact.name,
+            "bytes": _bytes(artifact),
+            **details,
+            "io": io,
+            "quantization": _quantization(export, representative),
+            "trained_precision": trained_precision,  # the artifact is converted from float32 whatever this is
+            "source": source or {"model": model.name, "data": data.info.name},
+            "parity": {"split": "test", **measured},
+            "targets": {**targets.to_json(), "met": not failures, "failures": failures},
+            "latency_ms_batch1": round(
+                mean_latency_ms(run_artifact, job.sample_inputs(part, data, "test", 1, 0), runs=latency_runs), 4
+            ),
+            "latency_runs": latency_runs,
+            "runtime": runtime,
+        }
+        files.write_json(out / REPORT_FILE, report)  # last: its presence says the export finished
+        return ExportResult(artifact, report)
 
 
 def _write_artifact(
@@ -163,15 +164,17 @@ def _write_artifact(
     signature_input: tf.TensorSpec,
     representative: np.ndarray | None,
 ) -> dict[str, Any]:
-    """Write the artifact; the op report of formats that have one."""
+    """Write the artifact (to a temporary renamed over it when complete); the op report of formats that have one."""
     if export.name == "savedmodel":
-        write_saved_model(edge, artifact, signature_input)
+        with files.replacing(artifact) as temporary:
+            write_saved_model(edge, temporary, signature_input)
         return {"builtin_ops_only": None}
     with tempfile.TemporaryDirectory() as tmp:
         saved_model = Path(tmp) / "saved_model"
         write_saved_model(edge, saved_model, signature_input)
         if export.name == "onnx":
-            convert_saved_model(saved_model, artifact)
+            with files.replacing(artifact) as temporary:  # keeps the .onnx suffix
+                convert_saved_model(saved_model, temporary)
             ops, standard = onnx_op_counts(artifact)
             return {"builtin_ops_only": standard, "ops": ops}
         flatbuffer = convert(
@@ -181,7 +184,7 @@ def _write_artifact(
             representative=representative,
             layer_names=[layer.name for layer in edge.layers],
         )
-    artifact.write_bytes(flatbuffer)
+    files.write_bytes(artifact, flatbuffer)
     return {"builtin_ops_only": all(op.builtin for op in operators(flatbuffer)), "ops": op_counts(flatbuffer)}
 
 
@@ -211,8 +214,12 @@ def _bytes(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
+def _clear(out: Path, artifact: Path) -> None:
+    """Unmark `out` as finished (export.json), then remove the old artifact (a SavedModel folder cannot be renamed
+    over) and the temporaries of killed exports."""
+    (out / REPORT_FILE).unlink(missing_ok=True)
+    for path in [artifact, *files.leftovers(out)]:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()

@@ -23,6 +23,7 @@ import numpy as np
 from kerasdl.data import DatasetInfo
 from kerasdl.data.text import MAX_SEQUENCE_LENGTH
 from kerasdl.errors import KerasdlError, RunDirError
+from kerasdl.models.loading import load_model_file
 from kerasdl.layers import PositionalEmbedding, TransformerEncoderBlock, padding_mask
 from kerasdl.models.rnn import shared_rows, token_input
 from kerasdl.registry import register_model
@@ -180,7 +181,7 @@ def load_backbone(run_dir: str) -> tuple[keras.Model, dict[str, Any], tuple[str,
     params = config.get("model_params", {})
     architecture = {key: params.get(key, default) for key, default in ARCHITECTURE.items()}
     vocabulary = tuple(json.loads((run / "data_state.json").read_text())["tokenizer"]["vocabulary"])
-    encoder = keras.saving.load_model(run / "model.keras", safe_mode=True).get_layer(ENCODER)
+    encoder = load_model_file(run / "model.keras").get_layer(ENCODER)
     return encoder, architecture, vocabulary
 
 

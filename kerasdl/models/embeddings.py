@@ -26,6 +26,7 @@ import numpy as np
 
 from kerasdl.data import DatasetInfo
 from kerasdl.errors import KerasdlError, RunDirError
+from kerasdl.models.loading import load_model_file
 from kerasdl.registry import register_model
 
 TARGET_EMBEDDING, CONTEXT_EMBEDDING = "target_embedding", "context_embedding"
@@ -74,7 +75,7 @@ def load_word_vectors(run_dir: str | Path) -> tuple[tuple[str, ...], np.ndarray]
     if model_name != "word2vec":
         raise RunDirError(f"{run} is a {model_name!r} run, not a word2vec run")
     vocabulary = tuple(json.loads(state_path.read_text())["tokenizer"]["vocabulary"])
-    model = keras.saving.load_model(model_path, safe_mode=True)
+    model = load_model_file(model_path)
     vectors = np.asarray(model.get_layer(TARGET_EMBEDDING).embeddings, np.float32)
     if len(vectors) != len(vocabulary):
         raise RunDirError(f"{run}: {len(vectors)} word vectors for a vocabulary of {len(vocabulary)} words")

@@ -19,6 +19,7 @@ import keras
 from kerasdl.data import DatasetInfo
 from kerasdl.errors import KerasdlError
 from kerasdl.layers import ImageNetInput
+from kerasdl.models.loading import load_model_file
 from kerasdl.registry import register_model
 
 if TYPE_CHECKING:
@@ -63,12 +64,12 @@ def _from_file(build: Callable[[Any], keras.Model], path: Path) -> keras.Model:
         raise KerasdlError(f"--weights {path}: no such file; --weights takes {WEIGHT_CHOICES}")
     if not path.name.endswith((".keras", ".h5")):
         raise KerasdlError(f"--weights {path}: expected a .keras or .weights.h5 file")
+    saved = load_model_file(path) if path.name.endswith(".keras") else None  # refused before a backbone is built
     model = build(None)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Keras warns once per layer it cannot match, then raises
-            if path.name.endswith(".keras"):
-                saved = keras.saving.load_model(path, safe_mode=True)
+            if saved is not None:
                 source = saved.get_layer(BACKBONE) if BACKBONE in {layer.name for layer in saved.layers} else saved
                 model.set_weights(source.get_weights())
             else:

@@ -9,12 +9,13 @@ table (updates, final loss, seconds) as JSON and CSV.
 from __future__ import annotations
 
 import csv
-import json
+import io
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from kerasdl import files
 from kerasdl.scratch.descent import REGIMES, History, train
 from kerasdl.scratch.mlp import MLP
 from kerasdl.scratch.optimizers import OPTIMIZERS
@@ -53,11 +54,12 @@ def compare(
     _plot(curves, out_dir / "loss_curves.png")
     settings = {"layer_sizes": list(layer_sizes), "epochs": epochs, "learning_rate": learning_rate, "seed": seed}
     report = {"settings": settings, "rows": rows, "curves": curves}
-    (out_dir / "comparison.json").write_text(json.dumps(report, indent=2))
-    with (out_dir / "comparison.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    files.write_json(out_dir / "comparison.json", report)
+    table = io.StringIO()  # written whole, then renamed: a crash leaves no half of a table
+    writer = csv.DictWriter(table, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    files.write_text(out_dir / "comparison.csv", table.getvalue())
     return rows
 
 
@@ -87,4 +89,5 @@ def _plot(curves: dict[str, dict[str, list[float]]], path: Path) -> None:
             axes.plot(range(1, len(losses) + 1), losses, label=name)
         axes.set(title=f"by {experiment}", xlabel="epoch", ylabel="training loss", yscale="log")
         axes.legend()
-    figure.savefig(path, dpi=100)
+    with files.replacing(path) as temporary:  # the temporary keeps .png, which sets the format
+        figure.savefig(temporary, dpi=100)

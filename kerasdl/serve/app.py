@@ -170,10 +170,11 @@ def _body() -> Body:
 
 
 def _field(value: str) -> Any:
-    """A multipart form field: a number when it reads as one (top_k=3), else the text."""
+    """A multipart form field: a number when it reads as one (top_k=3), else the text (also when it is JSON
+    nested too deeply to parse)."""
     try:
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return value
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kerasdl.edge.runner import PREPROCESSING_FILE, EdgeModel, Preprocessing, RunnerError
+from kerasdl.edge.runner import PREPROCESSING_FILE, EdgeModel, Preprocessing, RunnerError, first_line, inside
 from kerasdl.errors import KerasdlError
 
 REPORT_FILE = "export.json"
@@ -64,13 +64,8 @@ def load_export(folder: Path) -> tuple[ServedModel, dict[str, Any]]:
     """An export folder (or the artifact file in it) and its export.json report."""
     folder = folder.parent if folder.is_file() else folder
     try:
-        report = json.loads((folder / REPORT_FILE).read_text())
-        artifact = folder / report["artifact"]
-    except FileNotFoundError:
-        raise KerasdlError(f"{folder} has no {REPORT_FILE} (kerasdl export writes it beside the artifact)") from None
-    except (ValueError, KeyError, TypeError) as err:
-        raise KerasdlError(f"{folder / REPORT_FILE} is not a kerasdl export report ({err})") from None
-    try:
+        report = read_report(folder)
+        artifact = inside(folder, report["artifact"], f"{REPORT_FILE}'s artifact")
         if artifact.is_dir():  # a SavedModel
             edge = EdgeModel(artifact, session=_saved_model_session(artifact, report))
             return ServedModel(edge, "savedmodel"), report
@@ -79,21 +74,35 @@ def load_export(folder: Path) -> tuple[ServedModel, dict[str, Any]]:
         raise KerasdlError(str(err)) from err
 
 
+def read_report(folder: Path) -> dict[str, Any]:
+    """The folder's export.json, checked to be what the server reads: an object naming its artifact, and a
+    `source` object if any."""
+    path = inside(folder, REPORT_FILE, "the export report")
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise KerasdlError(f"{folder} has no {REPORT_FILE} (kerasdl export writes it beside the artifact)") from None
+    except ValueError as err:  # invalid JSON or UTF-8
+        raise KerasdlError(f"{path} is not a kerasdl export report ({first_line(err)})") from None
+    if not isinstance(report, dict) or "artifact" not in report or not isinstance(report.get("source", {}), dict):
+        raise KerasdlError(f"{path} is not a kerasdl export report (an object with \"artifact\" and \"source\")")
+    return report
+
+
 def _saved_model_session(path: Path, report: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
     from kerasdl.export.saved_model import saved_model_logits
 
     try:
         return saved_model_logits(path, report["io"]["input"]["name"])
-    except (OSError, KeyError, ValueError) as err:
+    except (OSError, KeyError, TypeError, ValueError) as err:
         raise KerasdlError(f"{path}: not a loadable SavedModel ({str(err).splitlines()[0]})") from err
 
 
 def load_run(path: Path) -> ServedModel:
     """A run directory's Keras model (safe mode), the part its task ships, and its preprocessing as an export
     would write it; no file is written."""
-    import keras
-
     from kerasdl.export.saved_model import input_spec
+    from kerasdl.models.loading import load_model_file
     from kerasdl.registry import model_spec
     from kerasdl.tasks import get_task, predict
     from kerasdl.training.run_dir import RunDirectory
@@ -102,10 +111,7 @@ def load_run(path: Path) -> ServedModel:
     run = RunDirectory(path)
     config = run.read_config()
     job = get_task(model_spec(config["model"]).task)
-    try:
-        model = keras.saving.load_model(run.require_model(), safe_mode=True)
-    except (OSError, ValueError) as err:
-        raise KerasdlError(f"{path / 'model.keras'} cannot be loaded ({str(err).splitlines()[0]})") from err
+    model = load_model_file(run.require_model())
     data = load_for(config, state=run.read_data_state())
     part = job.edge_part(model)
     signature = input_spec(part, job.signature_shape(part, data.info))

@@ -1,8 +1,8 @@
 """A request's inputs, checked before any model sees them: every way a body can be wrong is a `BadRequest`
 (a 4xx with one line naming the problem), so no request reaches a model it could crash.
 
-JSON bodies: `{"inputs": [...]}` (arrays of numbers, or a list of texts), `{"text": "..."}`, `{"texts": [...]}`
-and the task's options. Multipart bodies: one image file (field `image`). Images are opened lazily and their
+JSON bodies: `{"inputs": [...]}` (arrays of numbers, or a list of texts), `{"text": "..."}`, `{"texts": [...]}`,
+`{"rows": [{column: value}, ...]}` (a table's rows) and the task's options. Multipart bodies: one image file (field `image`). Images are opened lazily and their
 size checked before a pixel is decoded, so a decompression bomb (a tiny PNG of 20,000 x 20,000 pixels) is
 refused without being expanded.
 """
@@ -102,6 +102,32 @@ def array(body: Body, shape: tuple[int, ...], limits: Limits, field: str = "inpu
     if len(values) > limits.max_samples:
         raise BadRequest(f"{len(values)} samples in one request; at most {limits.max_samples}", 413)
     return values
+
+
+def table_rows(body: Body, limits: Limits) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """`{"rows": [{column: value}, ...]}` (or `"inputs"`) as a CSV would give it: a header (every column any row
+    names) and rows of cells as text; null, or a column a row lacks, is a missing cell."""
+    rows = body.json.get("rows", body.json.get("inputs"))
+    if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
+        raise BadRequest('rows: expected {"rows": [{"column": value, ...}, ...]}, one object per row')
+    if len(rows) > limits.max_samples:
+        raise BadRequest(f"{len(rows)} rows in one request; at most {limits.max_samples}", 413)
+    header = tuple(dict.fromkeys(name for row in rows for name in row))
+    return header, [tuple(table_cell(row.get(name), name) for name in header) for row in rows]
+
+
+def table_cell(value: Any, column: str) -> str:
+    """A JSON value as a CSV cell: a string stripped, a number as Python writes it (exactly), null as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest(f"rows: column {shown(column)} holds {shown(value)}; expected a number, a string or null")
+    try:
+        return repr(value)
+    except ValueError:  # an integer past Python's digit limit for text
+        raise BadRequest(f"rows: column {shown(column)} holds a number too long to read") from None
 
 
 def image(body: Body, limits: Limits, channels: int):

@@ -2,9 +2,10 @@
 
 Each predictor is `predict(model, body, infer, limits) -> dict`. `infer(batch) -> outputs` runs the model on
 normalized inputs; for the tasks whose requests are one forward pass (classification, segmentation,
-detection, reconstruction, forecasting) it is the micro-batcher, so concurrent requests share a call. Tasks
-that loop over a model step (generation of text, translation) call the model directly, a step at a time. All
-post-processing is the edge runner's own (one copy of it: what a device does, the server does).
+detection, reconstruction, forecasting, regression) it is the micro-batcher, so concurrent requests share a
+call. Tasks that loop over a model step (generation of text, translation) call the model directly, a step at
+a time. All pre- and post-processing is the edge runner's own (one copy of it: what a device does, the server
+does; a table's rows are prepared by the runner's code that training uses too).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from kerasdl.edge import runner
 from kerasdl.edge.runner import Preprocessing, RunnerError, softmax
 from kerasdl.serve.backends import ServedModel
-from kerasdl.serve.inputs import BadRequest, Body, Limits, array, image, option, texts
+from kerasdl.serve.inputs import BadRequest, Body, Limits, array, image, option, table_rows, texts
 
 Infer = Callable[[np.ndarray], np.ndarray]
 Predictor = Callable[[ServedModel, Body, Infer, Limits], dict[str, Any]]
@@ -63,6 +64,14 @@ def raw_inputs(model: ServedModel, body: Body, limits: Limits) -> tuple[np.ndarr
     return spec.image_pixels(picture)[np.newaxis], picture.size
 
 
+def model_inputs(model: ServedModel, body: Body, limits: Limits) -> np.ndarray:
+    """A batch the model takes: a table's rows prepared as in training, or normalized raw inputs."""
+    spec = model.preprocessing
+    if spec.kind == "tabular":
+        return spec.prepare_rows(*table_rows(body, limits), "the request")
+    return spec.normalize(raw_inputs(model, body, limits)[0])
+
+
 def _channels(spec: Preprocessing) -> int:
     if len(spec.shape) != 3:
         raise BadRequest(f"this model takes arrays of shape {list(spec.shape)}, not images: send {{\"inputs\": [...]}}")
@@ -77,10 +86,7 @@ def classify(model: ServedModel, body: Body, infer: Infer, limits: Limits) -> di
     """Labels and scores: per input, the best label, the top-k and every class's probability."""
     spec, names = model.preprocessing, model.preprocessing.class_names
     k = option(body, "top_k", int, min(3, len(names)), 1, len(names))
-    if spec.kind == "text":
-        x = spec.encoder.encode(texts(body, limits))
-    else:
-        x = spec.normalize(raw_inputs(model, body, limits)[0])
+    x = spec.encoder.encode(texts(body, limits)) if spec.kind == "text" else model_inputs(model, body, limits)
     probabilities = softmax(infer(x))
     return {"classes": names, "predictions": [
         {"label": names[int(row.argmax())], "score": float(row.max()),
@@ -175,6 +181,14 @@ def forecast(model: ServedModel, body: Body, infer: Infer, limits: Limits) -> di
     x = ((series - spec.mean) / spec.std).reshape(1, *spec.shape).astype(spec.dtype)
     predicted = infer(x).reshape(-1) * spec.std + spec.mean
     return {"window": window, "forecast": [float(v) for v in predicted], "unit": spec.spec.get("unit", "")}
+
+
+@predictor("regression")
+def regress(model: ServedModel, body: Body, infer: Infer, limits: Limits) -> dict[str, Any]:
+    """A value for each row of `{"rows": [{column: value}, ...]}`, in the target's unit."""
+    spec = model.preprocessing
+    values = runner.regression_values(spec, infer(model_inputs(model, body, limits)))
+    return {"target": str(spec.spec.get("target", "value")), "predictions": [{"value": float(v)} for v in values]}
 
 
 # --- text in, text out: a model step at a time --------------------------------------------------------------

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kerasdl import files
 from kerasdl.errors import KerasdlError
 from kerasdl.serve.backends import REPORT_FILE, ServedModel, load_export, load_run
 from kerasdl.serve.inputs import shown
@@ -139,16 +140,20 @@ def _is_export(folder: Path) -> bool:
 
 
 def default_name(folder: Path) -> str:
-    """A single export's or run's name: its model, and its data set unless the model is named after it."""
+    """A single export's or run's name: its model, and its data set unless the model is named after it; else
+    (a report without them, or naming something no name can be) the folder's name."""
     try:
         if (folder / REPORT_FILE).is_file():
             source = json.loads((folder / REPORT_FILE).read_text()).get("source", {})
         else:
             config = json.loads((folder / "config.json").read_text())
             source = {"model": config["model"], "data": config.get("dataset", {}).get("name", config.get("data"))}
-        return servable_name(source["model"], source.get("data"))
+        name = servable_name(source["model"], source.get("data"))
+        if valid_name(name):
+            return name
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return re.sub(r"[^A-Za-z0-9_.-]", "-", folder.resolve().name).lstrip(".-") or "model"
+        pass
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", folder.resolve().name).lstrip(".-") or "model"
 
 
 def servable_name(model: str, data: str | None) -> str:
@@ -179,5 +184,6 @@ def publish(export_folder: Path, root: Path, name: str) -> Path:
     model = root / name
     versions = [int(v.name) for v in model.glob("*") if v.is_dir() and VERSION.fullmatch(v.name)]
     target = model / str(max(versions, default=0) + 1)
-    shutil.copytree(export_folder, target)
+    with files.replacing(target) as temporary:  # a hidden copy, renamed when whole: no half-published version
+        shutil.copytree(export_folder, temporary)
     return target

@@ -10,6 +10,7 @@ The model folder is the script's argument (`streamlit run streamlit_app.py -- DI
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 import os
@@ -113,8 +114,19 @@ def series_input(servable: Servable) -> Body | None:
     return Body({"inputs": values})
 
 
+def table_input(servable: Servable) -> Body | None:
+    """Rows of a table typed as CSV (a header line naming the columns, then one row a line)."""
+    text = st.text_area("Rows as CSV: a header line with the column names, then one row a line")
+    if not st.button("Predict"):
+        return None
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows:
+        raise BadRequest("rows: expected a header line and at least one row")
+    return Body({"rows": rows})
+
+
 INPUTS: dict[str, Callable[[Servable], Body | None]] = {
-    "image": image_input, "text": text_input, "noise": noise_input, "series": series_input,
+    "image": image_input, "text": text_input, "noise": noise_input, "series": series_input, "tabular": table_input,
 }
 
 

@@ -9,6 +9,7 @@ from kerasdl.tasks import (  # noqa: F401
     language_modelling,
     masked_language_modelling,
     reconstruction,
+    regression,
     segmentation,
     translation,
     word_embedding,

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
+from kerasdl import files
 from kerasdl.data import ArrayBundle, DataBundle, DatasetInfo
 from kerasdl.edge.runner import sample_noise, write_image_grid
 from kerasdl.errors import KerasdlError
@@ -50,7 +51,7 @@ class SampleGrid(keras.callbacks.Callback):
         from kerasdl.models.gan import generate
 
         images = generate(self.model, self.samples, self.seed)
-        write_image_grid(images, self.plots_dir / f"samples_epoch_{epoch + 1:03d}.png")
+        save_image_grid(images, self.plots_dir / f"samples_epoch_{epoch + 1:03d}.png")
 
 
 class Generation(Task):
@@ -129,7 +130,7 @@ class Generation(Task):
         fake = generate(model, len(real), EVAL_SEED)
         metrics = {**_test_losses(model, real), "test_samples": len(real)}
         if plots_dir is not None:
-            write_image_grid(fake[:GRID_SAMPLES], plots_dir / f"samples{suffix}.png")
+            save_image_grid(fake[:GRID_SAMPLES], plots_dir / f"samples{suffix}.png")
         if classifier is None:
             return {
                 **metrics, "test_frechet_distance": None, "test_label_coverage": None,
@@ -260,13 +261,14 @@ def _classifier_metrics(
 def _load_classifier(run_dir: str, info: DatasetInfo) -> keras.Model:
     """The trained classifier of `run_dir`, checked to classify this data set's images."""
     from kerasdl.errors import RunDirError
+    from kerasdl.models.loading import load_model_file
     from kerasdl.training.run_dir import RunDirectory
 
     try:
         path = RunDirectory(run_dir).require_model()
     except RunDirError as err:
         raise RunDirError(f"classifier_run: {err}") from None
-    classifier = keras.saving.load_model(path, safe_mode=True)
+    classifier = load_model_file(path)
     if tuple(classifier.input_shape[1:]) != tuple(info.input_shape) or classifier.output_shape[-1] != info.num_classes:
         raise KerasdlError(
             f"classifier_run {run_dir} classifies {classifier.input_shape[1:]} inputs into "
@@ -274,6 +276,13 @@ def _load_classifier(run_dir: str, info: DatasetInfo) -> keras.Model:
             "(train cnn-mnist on it)"
         )
     return classifier
+
+
+def save_image_grid(images: np.ndarray, path: Path) -> None:
+    """The runner's PNG grid of `images`, written crash-safely (the temporary keeps .png, which sets the format)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with files.replacing(path) as temporary:
+        write_image_grid(images, temporary)
 
 
 def _plot_label_histogram(histogram: np.ndarray, names: list[str], path: Path) -> Path:

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
+from kerasdl import files
 from kerasdl.data import DataBundle, DatasetInfo
 from kerasdl.data.skipgrams import FIRST_WORD_ID, SkipGramBundle, SkipGramSettings, texts_of, word_tokenizer
 from kerasdl.edge.runner import TextEncoder, nearest_words
@@ -264,18 +265,16 @@ def write_projector_files(words: WordVectors, folder: Path, suffix: str = "") ->
     for TensorBoard's embedding projector (projector.tensorflow.org: Load, then both files)."""
     chosen = slice(FIRST_WORD_ID, FIRST_WORD_ID + PROJECTOR_WORDS)
     vectors, metadata = folder / f"vectors{suffix}.tsv", folder / f"metadata{suffix}.tsv"
-    np.savetxt(vectors, words.vectors[chosen], fmt="%.5f", delimiter="\t")
-    metadata.write_text("".join(f"{word}\n" for word in words.vocabulary[chosen]))
+    with files.replacing(vectors) as temporary:
+        np.savetxt(temporary, words.vectors[chosen], fmt="%.5f", delimiter="\t")
+    files.write_text(metadata, "".join(f"{word}\n" for word in words.vocabulary[chosen]))
     return vectors, metadata
 
 
 def plot_word_map(words: WordVectors, anchors: list[str], path: Path) -> Path | None:
     """The anchor words (probe words, well-known pairs' words), the nearest neighbours of the first few, on the
     first two principal components of their vectors; None when there are no anchors to show."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from kerasdl.evaluation.plots import plt, save_figure
 
     names = list(dict.fromkeys(word for anchor in anchors for word in anchor.split("/")))
     names = list(dict.fromkeys([*names, *(n["word"] for word in names[:6] for n in words.neighbours(word, 4))]))
@@ -289,10 +288,7 @@ def plot_word_map(words: WordVectors, anchors: list[str], path: Path) -> Path | 
     for (x, y), word in zip(points, names):
         ax.annotate(word, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
     ax.set(title="word vectors: first two principal components", xlabel="PC 1", ylabel="PC 2")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 WORD_EMBEDDING = register_task(WordEmbedding())

@@ -10,7 +10,7 @@ from kerasdl.errors import KerasdlError
 # A run may resume only under the same values of these; epochs or learning rate may change.
 RESUME_KEYS = (
     "model", "data", "loop", "batch_size", "seed", "validation_fraction", "image_size", "augment", "model_params",
-    "task_params", "precision",
+    "task_params", "precision", "target",
 )
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 LR_SCHEDULES = ("constant", "cosine", "exponential")
@@ -48,6 +48,8 @@ class TrainConfig:
     # Scale: where the steps run (batch_size stays the global batch, split among the replicas) and in what dtype.
     strategy: str = "default"
     precision: str = "float32"
+    # A CSV/TSV table's column to predict: --data is then a table of features (kerasdl.data.tabular).
+    target: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience", "steps_per_execution"):

@@ -154,9 +154,9 @@ class Distribution:
         alone (the trained model's `predict` would split the test set over the workers)."""
         if self.cluster is None:
             return model
-        import keras
+        from kerasdl.models.loading import load_model_file
 
-        return keras.models.load_model(saved)
+        return load_model_file(saved)
 
     def finish(self, path: Path) -> None:
         """After a finished run: a non-chief worker removes what it wrote (the chief's directory holds it all)."""

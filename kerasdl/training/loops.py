@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator
 
 import keras
 
+from kerasdl import files
 from kerasdl.data import DataBundle, DatasetInfo
 from kerasdl.data.bundle import SHARDS_PREFIX
 from kerasdl.errors import KerasdlError, TrainingError, UnknownNameError
@@ -81,13 +83,19 @@ class LoopContext:
     def steps_per_epoch(self) -> int:
         return steps_per_epoch(self.data.info, self.config)
 
-    def train_dataset(self):
-        """Training pairs: reshuffled each epoch (seeded), augmented when the data set and config say so."""
+    def train_dataset(self, epochs_done: int = 0):
+        """Training pairs: reshuffled each epoch (seeded), augmented when the data set and config say so.
+
+        A run resumed after `epochs_done` epochs gets the order the uninterrupted run had from there: each new
+        iterator draws the next epoch's shuffle seed, so one is made (and dropped) per epoch already done."""
         batches = self.data.dataset(
             "train", self.config.batch_size, shuffle_seed=self.config.seed, augment=self.config.augment
         )
         pairs = self.task.pairs(batches, training=True, params=self.config.task_params, seed=self.config.seed)
-        return self._sharded(pairs)
+        dataset = self._sharded(pairs)
+        for _ in range(epochs_done):
+            iter(dataset)
+        return dataset
 
     def validation_dataset(self):
         batches = self.data.dataset("validation", self.config.batch_size)
@@ -100,10 +108,13 @@ class LoopContext:
 
 @dataclass(frozen=True)
 class LoopResult:
-    """The trained model and how many epochs this process ran (fewer than the run's after a resume)."""
+    """The trained model, how many epochs this process ran (fewer than the run's after a resume), and the loop's
+    resume state, which `train` removes only once metrics.json is written: a run killed while it is evaluated
+    or saved resumes after its last epoch instead of training again from the start."""
 
     model: keras.Model
     epochs_run: int
+    resume_state: Path | None = None
 
 
 Loop = Callable[[LoopContext], LoopResult]
@@ -169,6 +180,42 @@ class StopOnNaN(keras.callbacks.Callback):
             )
 
 
+class HistoryLogger(keras.callbacks.Callback):
+    """history.csv, one row an epoch (as Keras's CSVLogger writes it), replaced whole after each epoch so that a
+    crash never leaves half a row; a resumed run continues the rows its checkpoint includes."""
+
+    def __init__(self, run: RunDirectory):
+        super().__init__()
+        self.run = run
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.rows = self.run.history_rows()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        values = {key: float(value) for key, value in sorted((logs or {}).items())}
+        self.rows.append({"epoch": epoch, **values})
+        self.run.write_history(self.rows)
+
+
+class BestModel(keras.callbacks.Callback):
+    """The model of the best epoch so far by `monitor`, saved as ModelCheckpoint(save_best_only=True) would,
+    but through a temporary file, so the saved best model is never half-written."""
+
+    def __init__(self, path: Path, monitor: str, mode: str):
+        super().__init__()
+        self.path, self.monitor, self.mode = path, monitor, mode
+        self.best: float | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(float(value)):
+            return
+        if self.best is None or (float(value) < self.best if self.mode == "min" else float(value) > self.best):
+            self.best = float(value)
+            with files.replacing(self.path) as temporary:
+                self.model.save(temporary)
+
+
 def standard_callbacks(ctx: LoopContext) -> list[keras.callbacks.Callback]:
     """Callbacks both loops run, so both write the same history, checkpoints and TensorBoard logs."""
     task = ctx.task
@@ -177,8 +224,8 @@ def standard_callbacks(ctx: LoopContext) -> list[keras.callbacks.Callback]:
     return [
         StopOnNaN(),
         *(stopping if task.early_stopping else []),
-        keras.callbacks.ModelCheckpoint(ctx.run.checkpoints_dir / "best.keras", save_best_only=True, **watch),
-        keras.callbacks.CSVLogger(str(ctx.run.history_path), append=ctx.resuming),
+        BestModel(ctx.run.checkpoints_dir / "best.keras", **watch),
+        HistoryLogger(ctx.run),
         keras.callbacks.TensorBoard(log_dir=str(ctx.run.logs_dir), write_graph=False),
         *task.callbacks(ctx.config.task_params, ctx.run.plots_dir),
         *ctx.callbacks,

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from kerasdl import files
 from kerasdl.errors import KerasdlError
 from kerasdl.scratch.activations import ACTIVATIONS
 from kerasdl.scratch.descent import train
@@ -111,8 +112,9 @@ def numpy_loop(ctx: LoopContext) -> LoopResult:
     first_epoch = 0
     if ctx.resuming and state_path.exists():
         network, optimizer, first_epoch = pickle.loads(state_path.read_bytes())
-        ctx.run.truncate_history(first_epoch)
         copy_to_keras(network, pairs)
+    if ctx.resuming:  # also with no state yet: a row logged before the first save is trained again
+        ctx.run.truncate_history(first_epoch)
 
     callbacks = callback_list(ctx, model)
     x, y = ctx.data.split("train")
@@ -134,7 +136,6 @@ def numpy_loop(ctx: LoopContext) -> LoopResult:
         copy_to_keras(network, pairs)
         callbacks.on_epoch_end(epoch, logs)
         epoch += 1
-        state_path.write_bytes(pickle.dumps((network, optimizer, epoch)))  # last, as in the other loops
+        files.write_bytes(state_path, pickle.dumps((network, optimizer, epoch)))  # last, as in the other loops
     callbacks.on_train_end()
-    state_path.unlink(missing_ok=True)
-    return LoopResult(model, epochs_run=epoch - first_epoch)
+    return LoopResult(model, epochs_run=epoch - first_epoch, resume_state=state_path)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import platform
 import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
+from kerasdl import files
 from kerasdl.errors import RunDirError
+from kerasdl.locking import LOCK_FILE
 from kerasdl.training.config import RESUME_KEYS
 
 
@@ -64,7 +67,7 @@ class RunDirectory:
         if self.state == "finished" and not overwrite:
             raise RunDirError(f"{self.path} already holds a finished run; pass --overwrite or choose another --out")
         if overwrite and self.path.exists():
-            shutil.rmtree(self.path)
+            self.clear()
         resuming = self.state == "interrupted"
         if resuming:
             changed = changed_settings(self.read_config(), config, RESUME_KEYS)
@@ -73,10 +76,22 @@ class RunDirectory:
                     f"{self.path} holds an interrupted run with other settings ({', '.join(changed)}); "
                     "resume with the same ones, pass --overwrite, or choose another --out"
                 )
+            self._remove_leftovers()
         for folder in (self.path, self.plots_dir, self.checkpoints_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.write_json(self.config_path, {**config, "versions": library_versions()})
         return resuming
+
+    def clear(self) -> None:
+        """Remove everything in the folder but the lock its writer holds."""
+        for child in self.path.iterdir():
+            if child.name != LOCK_FILE:
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+    def _remove_leftovers(self) -> None:
+        """Delete the temporary files a killed writer left (never valid; we hold the lock, so none is being written)."""
+        for leftover in files.leftovers(self.path):
+            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
 
     def read_config(self) -> dict[str, Any]:
         return self._read_json(self.config_path, "config.json")
@@ -109,21 +124,30 @@ class RunDirectory:
     def truncate_history(self, epochs_done: int) -> None:
         """Drop rows of epochs that the resumed state does not include (written just before a crash)."""
         rows = self.history_rows()
-        if len(rows) <= epochs_done:
-            return
-        with self.history_path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(row for row in rows if int(row["epoch"]) < epochs_done)
+        kept = [row for row in rows if int(row["epoch"]) < epochs_done]
+        if kept != rows:  # none kept: no file, as csv would write an empty header, a blank line
+            self.write_history(kept) if kept else self.history_path.unlink()
+
+    def write_history(self, rows: list[dict[str, Any]]) -> None:
+        """Replace history.csv with `rows` in one rename: a crash leaves the old file or the new one."""
+        text = io.StringIO()
+        fields = list(dict.fromkeys(key for row in rows for key in row))
+        writer = csv.DictWriter(text, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        files.write_text(self.history_path, text.getvalue())
 
     def _read_json(self, path: Path, what: str) -> dict[str, Any]:
         try:
-            return json.loads(path.read_text())
+            values = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunDirError(f"{self.path} has no {what}") from None
-        except json.JSONDecodeError as err:
+        except ValueError as err:  # not JSON, or not UTF-8
             raise RunDirError(f"{path} is corrupt ({err})") from err
+        if not isinstance(values, dict):
+            raise RunDirError(f"{path} is corrupt (a JSON {type(values).__name__}, not an object)")
+        return values
 
     @staticmethod
     def write_json(path: Path, values: dict[str, Any]) -> None:
-        path.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+        files.write_json(path, values, sort_keys=True)

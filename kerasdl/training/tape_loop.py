@@ -10,11 +10,13 @@ on its slice of every global batch (`strategy.run`), and the epoch means sum the
 
 from __future__ import annotations
 
-import shutil
+import sys
+from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from kerasdl.errors import RunDirError
 from kerasdl.training.loops import LoopContext, LoopResult, callback_list, register_loop
 
 
@@ -37,7 +39,8 @@ def tape_loop(ctx: LoopContext) -> LoopResult:
     saved = {int(path.rpartition("-")[2]): path for path in manager.checkpoints} if ctx.resuming else {}
     resumed = ctx.distribution.agreed_epoch(max(saved, default=0))
     if resumed:
-        state.restore(saved[resumed]).assert_existing_objects_matched()
+        resumed = _restore(state, saved, resumed)
+    if ctx.resuming:  # also with no checkpoint yet: a row logged before the first save is trained again
         ctx.run.truncate_history(resumed)
 
     names = ("loss", *task.log_names)
@@ -66,7 +69,7 @@ def tape_loop(ctx: LoopContext) -> LoopResult:
 
     callbacks = callback_list(ctx, model)
     # Each global batch split among the replicas (the default strategy passes it through whole).
-    train = strategy.experimental_distribute_dataset(ctx.train_dataset())
+    train = strategy.experimental_distribute_dataset(ctx.train_dataset(epochs_done=resumed))
     validation = strategy.experimental_distribute_dataset(ctx.validation_dataset())
 
     model.stop_training = False
@@ -87,9 +90,21 @@ def tape_loop(ctx: LoopContext) -> LoopResult:
         logs |= {f"val_{name}": float(mean.result()) for name, mean in val_logs.items()}
         callbacks.on_epoch_end(current, logs)
         epoch.assign(current + 1)
-        manager.save(checkpoint_number=current + 1)  # last, as BackupAndRestore in the fit loop
+        manager.save(checkpoint_number=current + 1)  # last, as WholeBackup in the fit loop
         if model.stop_training:
             break
     callbacks.on_train_end()
-    shutil.rmtree(resume_dir, ignore_errors=True)
-    return LoopResult(model, epochs_run=int(epoch) - first_epoch)
+    return LoopResult(model, epochs_run=int(epoch) - first_epoch, resume_state=resume_dir)
+
+
+def _restore(state: tf.train.Checkpoint, saved: dict[int, str], newest: int) -> int:
+    """Restore the newest readable checkpoint up to epoch `newest`; its epoch. TensorFlow writes each one whole
+    (temporary files, then a rename), so only damage from outside makes one unreadable: the older one is used."""
+    for number in sorted((n for n in saved if n <= newest), reverse=True):
+        try:
+            state.restore(saved[number]).assert_existing_objects_matched()
+            return number
+        except Exception as err:  # TensorFlow's reader raises OpError, IndexError... for a damaged file
+            print(f"kerasdl: checkpoint {saved[number]} is unreadable ({type(err).__name__}); trying an older one",
+                  file=sys.stderr)
+    raise RunDirError(f"no readable checkpoint in {Path(saved[newest]).parent}; pass --overwrite to start again")

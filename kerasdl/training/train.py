@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,14 +11,16 @@ from typing import Any
 
 import keras
 
+from kerasdl import files
 from kerasdl.data import DataBundle, is_folder, is_text_file, load
 from kerasdl.data.bundle import SHARDS_PREFIX
 from kerasdl.errors import KerasdlError
-from kerasdl.registry import model_spec
+from kerasdl.locking import folder_lock
+from kerasdl.registry import ModelSpec, model_spec
 from kerasdl.tasks import Task, get_task
 from kerasdl.training.config import TrainConfig
-from kerasdl.training.distribute import strategy_for
-from kerasdl.training.loops import LoopContext, get_loop
+from kerasdl.training.distribute import Distribution, strategy_for
+from kerasdl.training.loops import Loop, LoopContext, get_loop
 from kerasdl.training.run_dir import RunDirectory
 
 
@@ -29,8 +32,12 @@ class RunResult:
 
 
 def default_run_dir(config: TrainConfig) -> Path:
-    data = Path(_path_of(config.data)).stem if _is_path(config.data) else config.data  # a folder or file: its name
-    return Path("runs") / f"{config.model}-{data}-{config.loop}"
+    return Path("runs") / f"{config.model}-{data_name(config.data)}-{config.loop}"
+
+
+def data_name(data: str) -> str:
+    """A data set's name as output folders use it: a folder's or file's own name (no suffix), else `data`."""
+    return Path(_path_of(data)).stem if _is_path(data) else data
 
 
 def _is_path(data: str) -> bool:
@@ -53,6 +60,7 @@ def load_for(
         validation_fraction=values["validation_fraction"],
         seed=values["seed"],
         image_size=values.get("image_size"),
+        target=values.get("target"),
     )
     return get_task(model_spec(values["model"]).task).adapt_data(bundle, values.get("task_params", {})).restored(state)
 
@@ -76,9 +84,9 @@ def train(
     callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int | str = "auto",
 ) -> RunResult:
-    """Train `config.model`, resuming an interrupted run in the same directory; returns its test metrics."""
-    from kerasdl.evaluation import plot_learning_curves
+    """Train `config.model`, resuming an interrupted run in the same directory; returns its test metrics.
 
+    The run directory is locked while it is written: a second process on it refuses (FolderLockedError)."""
     spec = model_spec(config.model)
     config = resolve(config)
     if config.loop not in spec.loops:
@@ -86,20 +94,37 @@ def train(
     loop = get_loop(config.loop)
     distribution = strategy_for(config)  # first: a cluster's collectives start before any other TensorFlow work
     config = distribution.adapted(config)
-    data = load_for(config)
     run = RunDirectory(distribution.run_path(Path(out or default_run_dir(config))))
+    with folder_lock(run.path):  # before the data loads: a second writer is told at once
+        return _train(spec, config, loop, distribution, run, overwrite, list(callbacks or []), verbose)
+
+
+def _train(
+    spec: ModelSpec,
+    config: TrainConfig,
+    loop: Loop,
+    distribution: Distribution,
+    run: RunDirectory,
+    overwrite: bool,
+    callbacks: list[keras.callbacks.Callback],
+    verbose: int | str,
+) -> RunResult:
+    from kerasdl.evaluation import plot_learning_curves
+
+    data = load_for(config)
     resuming = run.prepare({**config.to_json(), "dataset": data.info.to_json()}, overwrite=overwrite)
     if resuming:  # the vocabulary the interrupted epochs learned with, not one adapted again
         data = data.restored(run.read_data_state())
     else:
         run.write_data_state(data.state())
 
-    ctx = LoopContext(spec, data, config, run, resuming, list(callbacks or []), verbose, distribution)
+    ctx = LoopContext(spec, data, config, run, resuming, callbacks, verbose, distribution)
     started = time.perf_counter()
     result = loop(ctx)
     seconds = time.perf_counter() - started
 
-    result.model.save(run.model_path)  # every worker: saving may read variables through collectives
+    with files.replacing(run.model_path) as temporary:
+        result.model.save(temporary)  # every worker: saving may read variables through collectives
     model = distribution.evaluation_model(result.model, run.model_path)
     history = run.history_rows()
     task = get_task(spec.task)
@@ -117,8 +142,14 @@ def train(
     }
     plot_learning_curves(history, run.plots_dir / "learning_curves.png", ("loss", *task.log_names))
     run.write_json(run.metrics_path, metrics)  # written last: its presence marks the run finished
+    if result.resume_state is not None:
+        _remove(result.resume_state)
     distribution.finish(run.path)
     return RunResult(run, metrics, model)
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def evaluate(

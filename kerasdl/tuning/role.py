@@ -9,10 +9,12 @@ Keras Tuner searches in several processes when they are set: the process whose `
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kerasdl.errors import KerasdlError
+from kerasdl.locking import LOCK_FILE
 
 TUNER_ID, ORACLE_IP, ORACLE_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
 VARIABLES = (TUNER_ID, ORACLE_IP, ORACLE_PORT)
@@ -38,6 +40,14 @@ class Role:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def lock_file(self) -> str:
+        """The lock this process holds in the output folder: the folder's own, or (workers share the folder)
+        one per worker id, so two workers with the same id cannot both run."""
+        if not self.worker:
+            return LOCK_FILE
+        return f".worker-{re.sub(r'[^A-Za-z0-9_.-]', '_', self.tuner_id)}.lock"
 
     def describe(self) -> str:
         """What this process does, as in "this process is ..."."""

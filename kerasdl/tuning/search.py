@@ -4,7 +4,8 @@ The output folder holds Keras Tuner's project (`search/`), the table of trials (
 `trials.json`), `best_hyperparameters.json` (values, score and the full `TrainConfig`), `tune.json`
 (the settings) and `best/`, the best configuration retrained by `kerasdl.training.train` into an
 ordinary run directory. Running the same search again resumes it: Keras Tuner reloads its project
-(`overwrite=False`), finished trials are kept, and an interrupted one is run again.
+(`overwrite=False`), finished trials are kept, and an interrupted one is run again. Every file is written
+crash-safely (Keras Tuner's own records through `kerasdl.tuning.records`), so this holds after a `kill -9` too.
 
 With Keras Tuner's `KERASTUNER_*` variables set (see `kerasdl.tuning.role`) the search is distributed: the
 chief serves the oracle and, when the workers have run every trial, writes all of the above; each worker
@@ -23,10 +24,12 @@ import keras_tuner
 
 from kerasdl.errors import KerasdlError, RunDirError, UnknownNameError
 from kerasdl.evaluation.table import Row, save_table
+from kerasdl.locking import folder_lock
 from kerasdl.registry import model_spec
 from kerasdl.training import RunDirectory, TrainConfig
 from kerasdl.training.run_dir import changed_settings
-from kerasdl.training.train import load_for, resolve
+from kerasdl.training.train import data_name, load_for, resolve
+from kerasdl.tuning import records
 from kerasdl.tuning.distributed import serve_oracle, worker_tuner
 from kerasdl.tuning.hypermodel import RegistryHyperModel
 from kerasdl.tuning.role import Role, current_role
@@ -62,7 +65,7 @@ class WorkerResult:
 
 
 def default_tune_dir(config: TrainConfig, tuner: str) -> Path:
-    return Path("runs") / f"tune-{config.model}-{config.data}-{tuner}"
+    return Path("runs") / f"tune-{config.model}-{data_name(config.data)}-{tuner}"
 
 
 def tune(
@@ -84,6 +87,8 @@ def tune(
     not log; and when `out` holds a search with other settings (unless `overwrite`). The objective
     defaults to the model's task's (val_accuracy for classifiers). In a distributed search (`current_role`)
     the chief returns the `TuneResult` once the workers are done, and a worker its `WorkerResult`.
+    The process holds `out`'s lock meanwhile (a worker: its own, `Role.lock_file`); `FolderLockedError` when
+    another live process has it.
     """
     role = current_role(overwrite=overwrite)
     if tuner not in TUNERS:
@@ -100,27 +105,28 @@ def tune(
         )
     out = Path(out or default_tune_dir(config, tuner))
     settings = {"tuner": tuner, "objective": objective, **config.to_json()}
-    if not role.worker:  # a worker checks them once the chief, which writes them, is up
-        _claim(out, settings, overwrite)
+    with folder_lock(out, role.lock_file):  # checked, nothing written yet: one writer (or worker id) per folder
+        if not role.worker:  # a worker checks them once the chief, which writes them, is up
+            _claim(out, settings, overwrite)
 
-    search = _make_tuner(tuner, hypermodel, objective, max_trials, config, out, overwrite, role, verbose)
-    if role.worker:
-        _join(search, out, settings, role, verbose)
-    if role.chief:
-        search.oracle.verbose = verbose  # Keras Tuner's display of each trial as it starts and ends
-        serve_oracle(search, role)
-    else:
-        search.search(epochs=config.epochs, callbacks=list(callbacks or []), verbose=verbose)
-    if role.worker:
-        return WorkerResult(out, role, search.trial_ids)
+        search = _make_tuner(tuner, hypermodel, objective, max_trials, config, out, overwrite, role, verbose)
+        if role.worker:
+            _join(search, out, settings, role, verbose)
+        if role.chief:
+            search.oracle.verbose = verbose  # Keras Tuner's display of each trial as it starts and ends
+            serve_oracle(search, role)
+        else:
+            search.search(epochs=config.epochs, callbacks=list(callbacks or []), verbose=verbose)
+        if role.worker:
+            return WorkerResult(out, role, search.trial_ids)
 
-    rows = trial_rows(search.oracle)
-    save_table(rows, out / "trials")
-    best = best_trial(search.oracle, hypermodel)
-    RunDirectory.write_json(out / "best_hyperparameters.json", best)
-    best_config = TrainConfig.from_json(best["config"])
-    best_run, best_metrics = train_once(best_config, out / "best", overwrite=overwrite, verbose=verbose)
-    return TuneResult(out, rows, best, best_run, best_metrics)
+        rows = trial_rows(search.oracle)
+        save_table(rows, out / "trials")
+        best = best_trial(search.oracle, hypermodel)
+        RunDirectory.write_json(out / "best_hyperparameters.json", best)
+        best_config = TrainConfig.from_json(best["config"])
+        best_run, best_metrics = train_once(best_config, out / "best", overwrite=overwrite, verbose=verbose)
+        return TuneResult(out, rows, best, best_run, best_metrics)
 
 
 def best_trial(oracle: keras_tuner.Oracle, hypermodel: RegistryHyperModel) -> dict[str, Any]:
@@ -169,7 +175,9 @@ def _make_tuner(
     task = hypermodel.task
     goal = keras_tuner.Objective(objective, task.objective_mode) if objective == task.objective else objective
     options = dict(objective=goal, seed=config.seed, directory=str(out), project_name=PROJECT, overwrite=overwrite)
-    tuner_class = worker_tuner(TUNERS[name], announce=verbose > 0) if role.worker else TUNERS[name]
+    tuner_class = records.tuner_class(TUNERS[name])  # Keras Tuner's records written crash-safely
+    if role.worker:
+        tuner_class = worker_tuner(tuner_class, announce=verbose > 0)
     if name != "hyperband":
         return tuner_class(hypermodel, max_trials=max_trials, **options)
     search = tuner_class(hypermodel, max_epochs=config.epochs, **options)
