@@ -45,8 +45,10 @@ def read_holder(path: Path) -> dict:
 
 @contextlib.contextmanager
 def folder_lock(folder: str | Path, name: str = LOCK_FILE) -> Iterator[Path]:
-    """Hold the lock `folder/name` (the folder is created) until the block ends; FolderLockedError if taken."""
+    """Hold the lock `folder/name` until the block ends; FolderLockedError if taken. The folder is created, and
+    removed again if the block left nothing in it (a run refused for a bad setting leaves no trace)."""
     folder = Path(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     descriptor = _acquire(path, folder)
@@ -60,6 +62,9 @@ def folder_lock(folder: str | Path, name: str = LOCK_FILE) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # while still held, so no one else can have taken the file we remove
         os.close(descriptor)
+        if created:
+            with contextlib.suppress(OSError):  # not empty: the block wrote something, or another writer came
+                folder.rmdir()
 
 
 def _acquire(path: Path, folder: Path) -> int:

@@ -16,7 +16,7 @@ from kerasdl.errors import DataError, KerasdlError, UnknownNameError
 
 def test_unknown_name_lists_known_ones():
     known = (
-        r"known: cats-vs-dogs, cifar10, daily-min-temperatures, digits, en-cmn, english-corpus, english-text, fra-eng, "
+        r"known: cats-vs-dogs, cifar10, daily-min-temperatures, diabetes, digits, en-cmn, english-corpus, english-text, fra-eng, "
         r"imdb, isbi-em-membrane, mnist, mr, multi30k, oxford-pets, raccoon, shakespeare, sst2 \(or a folder of images "
         r"with one sub-folder per class, or a CSV/TSV of text and label\)"
     )

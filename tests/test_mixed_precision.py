@@ -183,27 +183,36 @@ def test_train_samples_must_fit_the_training_split():
             get_task("classification").adapt_data(digits, {"train_samples": wrong})
 
 
-# cnn-mnist on a seeded 3,000-digit subset for 2 epochs (Adam 2e-3, cosine, batch 64), once in float32 and once
-# in mixed_float16, both tested on all 10,000 MNIST test digits. Measured here: 0.9307 and 0.9326 (mixed_bfloat16
-# on 2,000 digits: 0.8907 against 0.8949); bfloat16 and float16 run emulated on this CPU (no AVX512-BF16/FP16),
-# so the 16-bit run is the slower one here: about 25 s against 75 s of training on the shared 2-core machine.
-PARITY_BUDGET = {"epochs": 2, "batch_size": 64, "learning_rate": 2e-3, "lr_schedule": "cosine",
-                 "validation_fraction": 0.02, "task_params": {"train_samples": 3000}}
-# Test accuracy, float32 against mixed: at this budget two runs that differ only in rounding land ~1 point apart
-# (the CLI's 10% validation split: 0.9183 and 0.9307), so 1.5 points; a broken mixed run is far off both.
+# Accuracy parity, float32 against mixed, on real digits, both tested on their whole test split:
+# - cnn-mnist under mixed_bfloat16: a seeded 6,000-digit subset for 2 epochs (Adam 2e-3, cosine, batch 64), tested
+#   on all 10,000 MNIST test digits. Measured here: 0.9513 float32, 0.9576 bfloat16 (about 20 s each).
+# - mlp on scikit-learn's digits under mixed_float16, 10 epochs (the loss-scaling path): 0.9639 and 0.9639.
+# float16 convolutions are the one pair left out: on this CI machine's CPU TensorFlow runs them about 50x slower
+# than float32 (4-5 s a step against 82 ms, the same with the code before this test changed), which made a
+# 3,000-digit cnn-mnist run cost CI 16 minutes; the float16 conv path is still checked by the step and export
+# tests above.
+PARITY_RUNS = {
+    "cnn-mnist": ("mixed_bfloat16", {"epochs": 2, "batch_size": 64, "learning_rate": 2e-3, "lr_schedule": "cosine",
+                                     "validation_fraction": 0.02, "task_params": {"train_samples": 6000}}),
+    "mlp": ("mixed_float16", {"epochs": 10}),
+}
+# At these budgets two runs that differ only in rounding land up to ~1 point apart, so 1.5 points; a broken
+# mixed run is far off both.
 PARITY_TOLERANCE = 0.015
 ACCURACY_FLOOR = 0.9
 
 
-def test_cnn_mnist_mixed_precision_accuracy_matches_float32(tmp_path):
+@pytest.mark.parametrize("model", sorted(PARITY_RUNS))
+def test_mixed_precision_accuracy_matches_float32(tmp_path, model):
+    mixed_policy, budget = PARITY_RUNS[model]
     runs = {
-        precision: train(TrainConfig("cnn-mnist", precision=precision, **PARITY_BUDGET), out=tmp_path / precision,
-                         verbose=0)
-        for precision in ("float32", "mixed_float16")
+        precision: train(TrainConfig(model, precision=precision, **budget), out=tmp_path / precision, verbose=0)
+        for precision in ("float32", mixed_policy)
     }
-    assert {run.run.read_config()["dataset"]["split_sizes"]["train"] for run in runs.values()} == {3000}
     metrics = {precision: run.metrics for precision, run in runs.items()}
-    assert all(run["test_samples"] == 10_000 for run in metrics.values())
-    float32, mixed = (metrics[precision]["test_accuracy"] for precision in ("float32", "mixed_float16"))
+    if model == "cnn-mnist":
+        assert {run.run.read_config()["dataset"]["split_sizes"]["train"] for run in runs.values()} == {6000}
+        assert all(run["test_samples"] == 10_000 for run in metrics.values())
+    float32, mixed = (metrics[precision]["test_accuracy"] for precision in ("float32", mixed_policy))
     assert float32 > ACCURACY_FLOOR and mixed > ACCURACY_FLOOR
     assert abs(float32 - mixed) <= PARITY_TOLERANCE, (float32, mixed)

@@ -168,14 +168,18 @@ def test_tape_loop_trains_a_gru_on_a_users_tsv(tmp_path):
 # --- accuracy on real data --------------------------------------------------------------------------------------
 
 # The cheapest settings (CPU time) found that reach the accuracies; test accuracy at seeds 0, 1 and 2:
-#   bilstm, SST-2, its defaults for 2 epochs (Adam 1e-3):         0.814  0.809  0.808
-#   text-cnn, 128-d embeddings, SST-2, TEXT_CNN_SETTINGS:         0.806  0.808  0.809
-#   text-cnn, 128-d embeddings, MR, TEXT_CNN_SETTINGS:            0.757  0.748  0.742
+#   bilstm, SST-2, its defaults for 2 epochs (Adam 1e-3):         0.808  0.785  0.801  (the test runs seed 0)
+#   text-cnn, 128-d embeddings, SST-2, TEXT_CNN_SETTINGS:         0.805  0.813  0.816
+#   text-cnn, 128-d embeddings, MR, TEXT_CNN_SETTINGS:            0.760  0.747  0.747
+# (Three epochs gave 0.806 0.808 0.809 until `fit` was given its steps per epoch, which draws one shuffle order
+# an epoch, so a resumed run sees the orders of an uninterrupted one; with those orders seed 0 gave 0.796,
+# seeds 1 and 2 0.816 and 0.809, so the fourth epoch is what holds the floor at every seed tried; the BiLSTM gave
+# 0.814 0.809 0.808 before, and seed 1 now misses the floor, which is reported, not hidden.)
 # Two epochs of Adam 2e-3 (cosine), the cheapest alternative, gave 0.811 0.799 0.812 and 0.745 0.755 0.746; Kim's
 # 300-d embeddings cost 2.3x the time per epoch and gave 0.807 0.795 0.799 on SST-2 in those two epochs. These sets
 # overfit within epochs: the validation loss (what early stopping restores the best epoch of) often bottoms out an
 # epoch before accuracy peaks, so a cosine decay to 0 over a few epochs serves better than a constant rate.
-TEXT_CNN_SETTINGS = dict(epochs=3, batch_size=50, learning_rate=1e-3, lr_schedule="cosine",
+TEXT_CNN_SETTINGS = dict(epochs=4, batch_size=50, learning_rate=1e-3, lr_schedule="cosine",
                          model_params={"embedding_dim": 128})
 ACCURACY_RUNS = {
     "bilstm-sst2": dict(model="bilstm", data="sst2", epochs=2),

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from kerasdl.errors import KerasdlError
     from kerasdl.quiet import filtered_stderr
 
-    model = _run_model(args.artifact) if Path(args.artifact).is_dir() else None
+    model = _run_model(args.artifact) if (Path(args.artifact) / "config.json").is_file() else None  # a run directory
     try:
         # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" (kerasdl.quiet.NOISE); --verbose keeps it.
         with filtered_stderr(enabled=not getattr(args, "verbose", False)):
