@@ -32,6 +32,7 @@ from kerasdl.training import TrainConfig, train
 from kerasdl.training.fit_loop import backed_up_epochs
 from kerasdl.training.run_dir import RunDirectory
 from kerasdl.training.train import load_for
+from test_training import Interrupt  # Ctrl-C at the end of an epoch, after its history row, before its checkpoint
 
 EPOCHS = 6
 # Per loop: kills at uniform moments of the post-import run (which mostly land in setup: data, model, compile),
@@ -113,18 +114,6 @@ def _check_finished_like(run: RunDirectory, reference) -> None:
 
 
 # --- resume state cut mid-write (in-process) ----------------------------------------------------------------------
-
-
-class Interrupt(keras.callbacks.Callback):
-    """Stops training at the end of epoch `at`, after its history row, before its checkpoint."""
-
-    def __init__(self, at: int):
-        super().__init__()
-        self.at = at
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.at:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("cut", ["mid weights write", "between weights and metadata"])
