@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from kerasdl.commands import check_run_dir, positive_int
 from kerasdl.export.formats import DEFAULT_LATENCY_RUNS, DEFAULT_REPRESENTATIVE_SAMPLES, FORMATS
+
+if TYPE_CHECKING:
+    from kerasdl.export.exporter import ExportResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
     check_run_dir(args.run_dir)  # before TensorFlow is imported
     from kerasdl.export.exporter import export_run
     from kerasdl.quiet import filtered_stderr
-    from kerasdl.tasks import get_task
 
     # The TFLite converter and LiteRT print lines of their own (kerasdl.quiet.NOISE); --verbose keeps them.
     with filtered_stderr(enabled=not getattr(args, "verbose", False)):
@@ -51,17 +54,8 @@ def run(args: argparse.Namespace) -> int:
             representative_samples=args.representative_samples,
             latency_runs=args.latency_runs,
         )
-    report, measured = result.report, result.report["parity"]
-    ops = {True: ", builtin ops only", False: ", NOT builtin ops only", None: ""}[report["builtin_ops_only"]]
-    print(f"{report['format']}: {result.artifact} ({report['bytes']:,} bytes{ops})")
-    summary = get_task(report["task"]).parity_summary(measured)
-    print(
-        f"parity on {measured['samples']} test samples: {summary}; "
-        f"batch-1 latency {report['latency_ms_batch1']:.3f} ms"
-    )
-    if not report["targets"]["met"]:
-        print(f"warning: parity targets missed: {'; '.join(report['targets']['failures'])}")
-    print(f"report: {result.report_path}")
+    print("\n".join(describe(result)))
+    report = result.report
     if args.to_repo:
         from pathlib import Path
 
@@ -71,3 +65,19 @@ def run(args: argparse.Namespace) -> int:
         version = publish(result.artifact.parent, Path(args.to_repo), args.name or servable_name(source["model"], source["data"]))
         print(f"published: {version} (kerasdl serve {args.to_repo})")
     return 0
+
+
+def describe(result: ExportResult) -> list[str]:
+    """What `kerasdl export` prints of an `ExportResult`: the artifact, its parity and latency, the report."""
+    from kerasdl.tasks import get_task
+
+    report, measured = result.report, result.report["parity"]
+    ops = {True: ", builtin ops only", False: ", NOT builtin ops only", None: ""}[report["builtin_ops_only"]]
+    lines = [
+        f"{report['format']}: {result.artifact} ({report['bytes']:,} bytes{ops})",
+        f"parity on {measured['samples']} test samples: {get_task(report['task']).parity_summary(measured)}; "
+        f"batch-1 latency {report['latency_ms_batch1']:.3f} ms",
+    ]
+    if not report["targets"]["met"]:
+        lines.append(f"warning: parity targets missed: {'; '.join(report['targets']['failures'])}")
+    return [*lines, f"report: {result.report_path}"]

@@ -108,6 +108,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--precision", default="float32",
         help="float32, mixed_float16 (GPUs) or mixed_bfloat16 (TPUs, recent CPUs): 16-bit compute, float32 weights and outputs",
     )
+    add_task_flags(parser)
+    parser.set_defaults(run=run)
+
+
+def add_task_flags(parser: argparse.ArgumentParser) -> None:
+    """The task options (`TrainConfig.task_params`), shared by `train` and `tune`."""
     task = parser.add_argument_group("task options (autoencoders, GANs; see `kerasdl list` for each model's task)")
     task.add_argument("--noise", type=non_negative_float, help="reconstruction: denoise inputs with this Gaussian stddev")
     task.add_argument("--held-out-class", help="reconstruction: leave this class out of training, score it as anomaly")
@@ -116,7 +122,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--train-samples", type=positive_int, help="image and array classification, reconstruction, generation: train on "
         "a seeded subset of this size; language models: training windows per epoch"
     )
-    parser.set_defaults(run=run)
+
+
+def task_params(args: argparse.Namespace) -> dict:
+    """The task options given on the command line."""
+    return {flag: getattr(args, flag) for flag in TASK_FLAGS if getattr(args, flag, None) is not None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         augment=args.augment,
         model_params={flag: getattr(args, flag) for flag in MODEL_FLAGS if getattr(args, flag) is not None},
-        task_params={flag: getattr(args, flag) for flag in TASK_FLAGS if getattr(args, flag) is not None},
+        task_params=task_params(args),
         jit_compile=False if args.no_jit else None,
         strategy=args.strategy,
         precision=args.precision,

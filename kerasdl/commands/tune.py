@@ -1,7 +1,9 @@
 """`kerasdl tune MODEL --tuner random|grid|bayesian|hyperband`: Keras Tuner search, then retrain the best.
 
-Prints the table of trials and the retrained best model's test report; running the same command
-again resumes an interrupted search without re-running finished trials. With `--chief HOST:PORT` (or
+Prints the table of trials and the retrained best model's test report (with `--export FORMAT`, the best
+run's edge artifact and its parity report too); running the same command again resumes an interrupted
+search without re-running finished trials. Searches of more than a few trials run each trial in its own
+process (`--isolate`), and keep the checkpoints of the best 3 trials only (`--keep-best`). With `--chief HOST:PORT` (or
 Keras Tuner's `KERASTUNER_*` variables) the search is distributed: this process is the chief, or with
 `--worker-id ID` one of its workers, and every process uses the same --out.
 """
@@ -11,7 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from kerasdl.export.formats import FORMATS
+
 from kerasdl.commands import check_data, check_model, positive_int, progress_verbosity
+from kerasdl.commands.train import add_task_flags, task_params
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,6 +55,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image-size", type=positive_int, help="resize images to N x N (default: the data set's)")
     parser.add_argument("--no-augment", dest="augment", action="store_false", help="no training augmentation")
     parser.add_argument("--weights", help="transfer models: backbone weights, imagenet, none or FILE")
+    long = parser.add_argument_group("long searches")
+    long.add_argument(
+        "--isolate", action=argparse.BooleanOptionalAction, default=None,
+        help="run each trial in a fresh process, so memory does not grow across trials "
+        "(default: on for more than 4 trials)",
+    )
+    long.add_argument(
+        "--keep-best", type=positive_int, default=3, metavar="K",
+        help="keep the checkpoints of the best K trials only, deleting the others as the search goes (default 3)",
+    )
+    long.add_argument("--keep-all", action="store_true", help="keep every trial's checkpoint")
+    long.add_argument("--export", metavar="FORMAT", choices=list(FORMATS),
+                      help="export the retrained best model (as `kerasdl export --format`) with its parity report")
+    add_task_flags(parser)
     parser.set_defaults(run=run)
 
 
@@ -77,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         augment=args.augment,
         model_params={"weights": args.weights} if args.weights else {},
+        task_params=task_params(args),
         jit_compile=False if args.no_jit else None,
     )
     result = tune(
@@ -86,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
         objective=args.objective,
         out=args.out,
         overwrite=args.overwrite,
+        isolate=args.isolate,
+        keep_best=None if args.keep_all else args.keep_best,
+        export=args.export,
         verbose=progress_verbosity(args.quiet),
     )
     if role.worker:
@@ -98,6 +121,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"best trial {best['trial']}: {best['objective']} {best['score']:.4f} with {best['hyperparameters']}")
     print(f"best configuration retrained into {result.best_run.path}:")
     print(format_report(result.best_metrics))
-    written = ", ".join(str(result.out / name) for name in ("trials.csv", "trials.json", "best_hyperparameters.json"))
-    print(f"written: {written}")
+    if result.export is not None:
+        from kerasdl.commands.export import describe
+
+        print("\n".join(describe(result.export)))
+    names = ("trials.csv", "trials.json", "best_hyperparameters.json", "objective.png", "best_curves.png")
+    print(f"written: {', '.join(str(result.out / name) for name in names)}")
+    print(f"TensorBoard HParams dashboard: tensorboard --logdir {result.out}")
     return 0

@@ -179,12 +179,27 @@ def build_conv_autoencoder(info: DatasetInfo, latent_dim: int = 32, filters: tup
     )
 
 
+def vae_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+    """Latent size, conv width (the second conv twice the first) and learning rate; defaults are the builder's
+    (a 2-D latent, convs 32, 64). The KL weight stays the builder's: the objective, the reconstruction MSE,
+    would always favour the smallest."""
+    width = hp.Choice("width", [16, 32, 64], default=32)
+    return {
+        "model_params": {
+            "latent_dim": hp.Choice("latent_dim", [2, 8, 16, 32], default=2),
+            "filters": [width, 2 * width],
+        },
+        "learning_rate": hp.Choice("learning_rate", [3e-4, 1e-3, 3e-3], default=1e-3),
+    }
+
+
 @register_model(
     "vae",
     family="autoencoder",
     task="reconstruction",
     default_data="mnist",
     lesson=LESSON,
+    search_space=vae_search_space,
     jit_compile=False,
 )
 def build_vae(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -27,6 +27,9 @@ from kerasdl.models.loading import load_model_file
 from kerasdl.layers import PositionalEmbedding, TransformerEncoderBlock, padding_mask
 from kerasdl.models.rnn import shared_rows, token_input
 from kerasdl.registry import register_model
+
+if TYPE_CHECKING:
+    import keras_tuner
 
 LESSON = "Stage 5: Transformers (BERT, masked language modelling)"
 ENCODER, MLM_HEAD = "encoder", "mlm_head"
@@ -65,12 +68,30 @@ def bert_encoder(
     return keras.Model(tokens, x, name=ENCODER)
 
 
+def bert_mini_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+    """Encoder blocks, heads, width (the feed-forward kept 2 x wide, as ARCHITECTURE's), dropout and learning rate;
+    defaults are ARCHITECTURE, the builder's dropout 0.1 and the model's train_defaults (1e-3).
+    Every head count divides every width."""
+    width = hp.Choice("embedding_dim", [64, 128, 256], default=ARCHITECTURE["embedding_dim"])
+    return {
+        "model_params": {
+            "layers": hp.Int("layers", 1, 4, default=ARCHITECTURE["layers"]),
+            "heads": hp.Choice("heads", [2, 4, 8], default=ARCHITECTURE["heads"]),
+            "embedding_dim": width,
+            "intermediate_dim": width * ARCHITECTURE["intermediate_dim"] // ARCHITECTURE["embedding_dim"],
+            "dropout": hp.Choice("dropout", [0.0, 0.1, 0.2], default=0.1),
+        },
+        "learning_rate": hp.Choice("learning_rate", [3e-4, 1e-3, 3e-3], default=1e-3),
+    }
+
+
 @register_model(
     "bert-mini",
     family="bert",
     task="masked-language-modelling",
     default_data="english-corpus",
     lesson=LESSON,
+    search_space=bert_mini_search_space,
     jit_compile=False,  # measured: the same step time, and XLA's compilation costs a minute or two on 2 cores
     train_defaults={"epochs": 1, "batch_size": 64, "learning_rate": 1e-3, "lr_schedule": "cosine"},
 )
@@ -128,12 +149,24 @@ def token_logits_model(model: keras.Model) -> keras.Model:
     return keras.Model(tokens, model.get_layer(MLM_HEAD)(encoder(tokens)), name="bert_mini_token_logits")
 
 
+def bert_classifier_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+    """What fine-tuning searches (Devlin et al. 2019 search learning rate and batch size): learning rate, batch
+    size and dropout, never the architecture, which a --backbone fixes; defaults are the builder's dropout 0.1,
+    the model's train_defaults (5e-4) and the batch of 64."""
+    return {
+        "model_params": {"dropout": hp.Choice("dropout", [0.0, 0.1, 0.2], default=0.1)},
+        "learning_rate": hp.Choice("learning_rate", [2e-4, 5e-4, 1e-3], default=5e-4),
+        "batch_size": hp.Choice("batch_size", [32, 64], default=64),
+    }
+
+
 @register_model(
     "bert-classifier",
     family="bert",
     task="classification",
     default_data="sst2",
     lesson=LESSON,
+    search_space=bert_classifier_search_space,
     jit_compile=False,
     train_defaults={"epochs": 3, "learning_rate": 5e-4, "lr_schedule": "cosine"},
 )

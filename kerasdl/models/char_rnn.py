@@ -8,12 +8,17 @@ single-step model whose one input packs [character id, recurrent state] and whos
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import keras
 
 from kerasdl.data import DatasetInfo
 from kerasdl.errors import KerasdlError
 from kerasdl.registry import register_model
 from kerasdl.tasks.language_modelling import register_step_model
+
+if TYPE_CHECKING:
+    import keras_tuner
 
 RECURRENT = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 LESSON = "Stage 3: RNNs, LSTMs (character-level text generation)"
@@ -40,9 +45,22 @@ def build_char_rnn(
     return keras.Model(inputs, logits, name=f"char_{cell}")
 
 
+def char_rnn_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+    """Width and depth of the recurrent stack, dropout between its layers, and learning rate; defaults are the
+    builders' (2 x 256, no dropout) and Adam's 1e-3. Embedding size is left fixed: 67 characters need few dimensions."""
+    return {
+        "model_params": {
+            "units": hp.Choice("units", [128, 256, 512], default=256),
+            "layers": hp.Int("layers", 1, 3, default=2),
+            "dropout": hp.Choice("dropout", [0.0, 0.1, 0.2], default=0.0),
+        },
+        "learning_rate": hp.Choice("learning_rate", [3e-4, 1e-3, 3e-3], default=1e-3),
+    }
+
+
 @register_model(
     "char-lstm", family="char-rnn", task="language-modelling", default_data="shakespeare", lesson=LESSON,
-    jit_compile=JIT_COMPILE,
+    search_space=char_rnn_search_space, jit_compile=JIT_COMPILE,
 )
 def build_char_lstm(
     info: DatasetInfo, units: int = 256, layers: int = 2, embedding_dim: int = 64, dropout: float = 0.0
@@ -53,7 +71,7 @@ def build_char_lstm(
 
 @register_model(
     "char-gru", family="char-rnn", task="language-modelling", default_data="shakespeare", lesson=LESSON,
-    jit_compile=JIT_COMPILE,
+    search_space=char_rnn_search_space, jit_compile=JIT_COMPILE,
 )
 def build_char_gru(
     info: DatasetInfo, units: int = 256, layers: int = 2, embedding_dim: int = 64, dropout: float = 0.0

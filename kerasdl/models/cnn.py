@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 
 from kerasdl.data import DatasetInfo
+from kerasdl.errors import KerasdlError
 from kerasdl.registry import register_model
 
 if TYPE_CHECKING:
@@ -38,13 +39,27 @@ def conv_block(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTens
     return keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
 
 
-def training_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
-    """Optimizer, learning rate and batch size only: the lesson's network itself stays as it is."""
+def cnn_cifar_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+    """Width and depth of the conv stages (each doubles the filters), learning rate and batch size; the
+    defaults are the lesson's network (32, 64) and training settings."""
+    width = hp.Choice("width", [16, 32, 64], default=32)
+    depth = hp.Int("depth", 2, 3, default=2)
     return {
-        "optimizer": hp.Choice("optimizer", ["adam", "momentum", "rmsprop"], default="adam"),
+        "model_params": {"filters": [width * 2**block for block in range(depth)]},
         "learning_rate": hp.Choice("learning_rate", [3e-4, 1e-3, 3e-3], default=1e-3),
         "batch_size": hp.Choice("batch_size", [32, 64, 128], default=64),
     }
+
+
+def _stages_fit(side: int, stages: int) -> bool:
+    """Whether `stages` of cnn-cifar's conv 3x3 + pool 2 (the first conv "same", the others "valid") leave at
+    least one pixel of a `side`-wide image (the lesson's formula)."""
+    for block in range(stages):
+        padding = 1 if block == 0 else 0
+        if side + 2 * padding < 3:
+            return False
+        side = conv_output_size(side, 3, padding) // 2
+    return side >= 1
 
 
 @register_model(
@@ -53,19 +68,28 @@ def training_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
     task="classification",
     default_data="cifar10",
     lesson=LESSON,
-    search_space=training_search_space,
+    search_space=cnn_cifar_search_space,
     jit_compile=False,
 )
-def build_cnn_cifar(info: DatasetInfo) -> keras.Model:
-    """The curriculum's CIFAR-10 CNN, layer for layer: two conv/pool stages, then Dense 600 -> 120 -> classes."""
+def build_cnn_cifar(
+    info: DatasetInfo, filters: tuple[int, ...] = (32, 64), units: tuple[int, ...] = (600, 120)
+) -> keras.Model:
+    """The curriculum's CIFAR-10 CNN, layer for layer: two conv/pool stages, then Dense 600 -> 120 -> classes.
+
+    `filters` gives one conv/pool stage per entry, the first "same"-padded and the others "valid" as in the
+    lesson; `units` the hidden Dense layers. The defaults are the lesson's."""
+    if not _stages_fit(min(info.input_shape[:2]), len(filters)):
+        height, width = info.input_shape[:2]
+        raise KerasdlError(f"{len(filters)} conv/pool stages do not fit {height}x{width} images")
     inputs = keras.Input(shape=info.input_shape, name="image")  # 32x32x3
-    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv1")(inputs)  # 32x32x32
-    x = keras.layers.MaxPooling2D(2, name="pool1")(x)  # 16x16x32
-    x = keras.layers.Conv2D(64, 3, padding="valid", activation="relu", name="conv2")(x)  # 14x14x64
-    x = keras.layers.MaxPooling2D(2, name="pool2")(x)  # 7x7x64
+    x = inputs
+    for block, width in enumerate(filters, start=1):  # 32x32x32 -> 16x16x32, then 14x14x64 -> 7x7x64
+        padding = "same" if block == 1 else "valid"
+        x = keras.layers.Conv2D(width, 3, padding=padding, activation="relu", name=f"conv{block}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{block}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(600, activation="relu", name="fc1")(x)
-    x = keras.layers.Dense(120, activation="relu", name="fc2")(x)
+    for layer, width in enumerate(units, start=1):
+        x = keras.layers.Dense(width, activation="relu", name=f"fc{layer}")(x)
     logits = keras.layers.Dense(info.num_classes, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name="cifar_cnn")
 

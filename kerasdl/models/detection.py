@@ -11,6 +11,7 @@ probabilities, sizes are fractions of the image and offsets fractions of a cell,
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import keras
 
@@ -18,6 +19,9 @@ from kerasdl.data import DatasetInfo
 from kerasdl.data.detection import OUTPUT_STRIDE
 from kerasdl.errors import KerasdlError
 from kerasdl.registry import register_model
+
+if TYPE_CHECKING:
+    import keras_tuner
 
 LESSON = "Stage 4 project: object detection (one-stage like YOLO: CenterNet heatmap peaks, box sizes, NMS)"
 HEATMAP_PRIOR = 0.1  # the heatmaps start out saying "10% object" everywhere, as CenterNet's bias init
@@ -30,17 +34,32 @@ def conv_bn_relu(x: keras.KerasTensor, filters: int, name: str, strides: int = 1
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 
+FILTERS = (16, 24, 32, 48, 64)  # the five encoder stages', 1/2 to 1/32
+
+
+def centernet_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+    """Network width (the first stage's filters, the others scaled with it), the head's filters and the learning
+    rate; defaults are the builder's. The depth is fixed: five stages take the encoder to 1/32."""
+    width = hp.Choice("width", [8, 16, 24], default=FILTERS[0])
+    return {
+        "model_params": {
+            "filters": [filters * width // FILTERS[0] for filters in FILTERS],
+            "head_filters": hp.Choice("head_filters", [16, 32, 64], default=32),
+        },
+        "learning_rate": hp.Choice("learning_rate", [3e-4, 1e-3, 3e-3], default=1e-3),
+    }
+
+
 @register_model(
     "centernet",
     family="detection",
     task="detection",
     default_data="raccoon",
     lesson=LESSON,
+    search_space=centernet_search_space,
     jit_compile=False,
 )
-def build_centernet(
-    info: DatasetInfo, filters: tuple[int, ...] = (16, 24, 32, 48, 64), head_filters: int = 32
-) -> keras.Model:
+def build_centernet(info: DatasetInfo, filters: tuple[int, ...] = FILTERS, head_filters: int = 32) -> keras.Model:
     """CenterNet: conv encoder to 1/32, pyramid decoder back to 1/4, heatmap + size + offset head."""
     side = info.input_shape[0]
     if len(filters) != 5 or side % 2 ** len(filters):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -29,7 +30,24 @@ from kerasdl.errors import KerasdlError, RunDirError
 from kerasdl.models.loading import load_model_file
 from kerasdl.registry import register_model
 
+if TYPE_CHECKING:
+    import keras_tuner
+
 TARGET_EMBEDDING, CONTEXT_EMBEDDING = "target_embedding", "context_embedding"
+
+
+def word2vec_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+    """Vector size and SGD's learning rate (half, once and twice the train_defaults' 100, about word2vec.c's 0.025
+    per pair at batches of 1,024); defaults are the builder's 128 and the model's 100.
+
+    The window and the negatives are not searched: they are task params, which make the pairs, and a search
+    makes its data once for all trials. Nor could val_loss compare them: both change the validation pairs
+    (other contexts, more or fewer negative columns) that the loss is measured on.
+    """
+    return {
+        "model_params": {"embedding_dim": hp.Choice("embedding_dim", [64, 128, 300], default=128)},
+        "learning_rate": hp.Choice("learning_rate", [50.0, 100.0, 200.0], default=100.0),
+    }
 
 
 @register_model(
@@ -38,6 +56,7 @@ TARGET_EMBEDDING, CONTEXT_EMBEDDING = "target_embedding", "context_embedding"
     task="word-embedding",
     default_data="english-text",
     lesson="Stage 3: Word embeddings (word2vec skip-gram with negative sampling)",
+    search_space=word2vec_search_space,
     train_defaults={"optimizer": "sgd", "learning_rate": 100.0, "batch_size": 1024, "epochs": 8, "lr_schedule": "cosine"},
 )
 def build_word2vec(info: DatasetInfo, embedding_dim: int = 128) -> keras.Model:

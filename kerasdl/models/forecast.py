@@ -6,11 +6,16 @@ forecasting task turns outputs back into degrees. `info.num_classes` is the hori
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import keras
 
 from kerasdl.data import DatasetInfo
 from kerasdl.errors import KerasdlError
 from kerasdl.registry import register_model
+
+if TYPE_CHECKING:
+    import keras_tuner
 
 # XLA compiles the recurrent loop slowly on CPU: 5 epochs of gru-forecast (tape, horizon 7) took 52 s with it,
 # 23 s without (train_seconds, this machine).
@@ -35,9 +40,22 @@ def recurrent_forecaster(
     return keras.Model(inputs, forecast, name=name)
 
 
+def forecast_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+    """Width, depth and dropout of the recurrent stack, and learning rate; defaults are the builders' (one layer
+    of 32, no dropout) and Adam's 1e-3."""
+    return {
+        "model_params": {
+            "units": hp.Choice("units", [16, 32, 64, 128], default=32),
+            "layers": hp.Int("layers", 1, 2, default=1),
+            "dropout": hp.Choice("dropout", [0.0, 0.1, 0.2], default=0.0),
+        },
+        "learning_rate": hp.Choice("learning_rate", [3e-4, 1e-3, 3e-3], default=1e-3),
+    }
+
+
 @register_model(
     "lstm-forecast", family="forecast", task="forecasting", default_data="daily-min-temperatures", lesson=LESSON,
-    jit_compile=JIT_COMPILE,
+    search_space=forecast_search_space, jit_compile=JIT_COMPILE,
 )
 def build_lstm_forecast(info: DatasetInfo, units: int = 32, layers: int = 1, dropout: float = 0.0) -> keras.Model:
     """LSTM forecaster: the next `horizon` days from the past `sequence_length` (normalized values)."""
@@ -46,7 +64,7 @@ def build_lstm_forecast(info: DatasetInfo, units: int = 32, layers: int = 1, dro
 
 @register_model(
     "gru-forecast", family="forecast", task="forecasting", default_data="daily-min-temperatures", lesson=LESSON,
-    jit_compile=JIT_COMPILE,
+    search_space=forecast_search_space, jit_compile=JIT_COMPILE,
 )
 def build_gru_forecast(info: DatasetInfo, units: int = 32, layers: int = 1, dropout: float = 0.0) -> keras.Model:
     """GRU forecaster: the next `horizon` days from the past `sequence_length` (normalized values)."""

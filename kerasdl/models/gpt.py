@@ -21,7 +21,7 @@ for each token): the reference the cache is tested and benchmarked against.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import keras
 import numpy as np
@@ -33,13 +33,31 @@ from kerasdl.models.traced import traced
 from kerasdl.registry import register_model
 from kerasdl.tasks.language_modelling import context_length, register_step_model
 
+if TYPE_CHECKING:
+    import keras_tuner
+
 LESSON = "Stage 5: Transformers (GPT, causal language modelling)"
 FEED_FORWARD_RATIO = 4  # the feed-forward network's width per model width (GPT-2, nanoGPT)
 
 
+def gpt_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+    """Depth, heads, width (the feed-forward is FEED_FORWARD_RATIO x wide), dropout and learning rate; defaults
+    are the builder's (4 blocks, 4 heads, 128 wide, no dropout) and the model's train_defaults (1e-3).
+    Every head count divides every width."""
+    return {
+        "model_params": {
+            "layers": hp.Choice("layers", [2, 4, 6], default=4),
+            "heads": hp.Choice("heads", [2, 4, 8], default=4),
+            "embedding_dim": hp.Choice("embedding_dim", [64, 128, 256], default=128),
+            "dropout": hp.Choice("dropout", [0.0, 0.1, 0.2], default=0.0),
+        },
+        "learning_rate": hp.Choice("learning_rate", [3e-4, 1e-3, 3e-3], default=1e-3),
+    }
+
+
 @register_model(
     "gpt", family="transformer-lm", task="language-modelling", default_data="shakespeare", lesson=LESSON,
-    train_defaults={"batch_size": 32, "learning_rate": 1e-3},
+    search_space=gpt_search_space, train_defaults={"batch_size": 32, "learning_rate": 1e-3},
 )
 def build_gpt(
     info: DatasetInfo, layers: int = 4, heads: int = 4, embedding_dim: int = 128, dropout: float = 0.0

@@ -33,13 +33,14 @@ def dense_block(
     return x
 
 
-def mlp_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+def mlp_search_space(hp: keras_tuner.HyperParameters, default_units: int = 128) -> dict[str, Any]:
     """Keras Tuner space around the curriculum's MLP; each default is the curriculum's value.
 
     Width is the first hidden layer's, each deeper layer halves it (128, 64 at depth 2, as the
-    curriculum). Every range is a finite set, so a grid search covers it exactly.
+    curriculum; `default_units` for another model's defaults). Every range is a finite set, so a grid
+    search covers it exactly.
     """
-    units = hp.Choice("units", [32, 64, 128, 256], default=128)
+    units = hp.Choice("units", [32, 64, 128, 256], default=default_units)
     depth = hp.Int("depth", 1, 3, default=2)
     return {
         "model_params": {

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import keras
 
 from kerasdl.data import DatasetInfo
 from kerasdl.models.mlp import dense_block, mlp_search_space
 from kerasdl.registry import register_model
+
+if TYPE_CHECKING:
+    import keras_tuner
+
+
+def mlp_regressor_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+    """mlp's space (width, depth, dropout, L2, optimizer, learning rate, batch size) around this model's own
+    widths, 64 and 32."""
+    return mlp_search_space(hp, default_units=64)
 
 
 @register_model(
@@ -15,7 +26,7 @@ from kerasdl.registry import register_model
     task="regression",
     default_data="diabetes",
     lesson="Stage 2: Regression with GradientTape (the employee bonus), on a user's own table",
-    search_space=mlp_search_space,
+    search_space=mlp_regressor_search_space,
 )
 def build_mlp_regressor(
     info: DatasetInfo,

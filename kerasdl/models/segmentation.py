@@ -8,11 +8,16 @@ skip connections that give back the detail pooling lost) before its own convolut
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import keras
 
 from kerasdl.data import DatasetInfo
 from kerasdl.errors import KerasdlError
 from kerasdl.registry import register_model
+
+if TYPE_CHECKING:
+    import keras_tuner
 
 LESSON = "Stage 4 project: segmentation (U-Net on ISBI EM membranes)"
 
@@ -26,12 +31,27 @@ def double_conv(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTen
     return x
 
 
+def unet_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+    """Width of the top level and depth (levels, each doubling the filters), bottom dropout and learning rate;
+    defaults are the builder's (16, 32, 64, 128 and no dropout). Five levels need an image-size divisible by 16."""
+    width = hp.Choice("width", [8, 16, 32], default=16)
+    depth = hp.Int("depth", 3, 5, default=4)
+    return {
+        "model_params": {
+            "filters": [width * 2**level for level in range(depth)],
+            "dropout": hp.Choice("dropout", [0.0, 0.25, 0.5], default=0.0),
+        },
+        "learning_rate": hp.Choice("learning_rate", [3e-4, 1e-3, 3e-3], default=1e-3),
+    }
+
+
 @register_model(
     "unet",
     family="segmentation",
     task="segmentation",
     default_data="isbi-em-membrane",
     lesson=LESSON,
+    search_space=unet_search_space,
     jit_compile=False,
 )
 def build_unet(info: DatasetInfo, filters: tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.0) -> keras.Model:

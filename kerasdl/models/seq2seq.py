@@ -12,7 +12,7 @@ encoder once, then the same decoder layers one token at a time, carrying the LST
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -25,6 +25,9 @@ from kerasdl.models.traced import traced
 from kerasdl.registry import register_model
 from kerasdl.tasks.translation import register_decoder
 
+if TYPE_CHECKING:
+    import keras_tuner
+
 LESSON = "Stage 4: Seq2seq with attention (translation)"
 MODEL_NAME = "seq2seq_attention"  # the Keras model's name, which selects its DecodingStep
 SCORES = ("dot", "general")
@@ -33,9 +36,23 @@ JIT_COMPILE = False
 EncoderOutput = tuple[Any, Any, Any]  # (all source states, last hidden state, last cell state)
 
 
+def seq2seq_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+    """LSTM width, embedding size, Luong's attention score, dropout before the logits and learning rate; defaults
+    are the builder's (256 units, 128-d embeddings, "general", no dropout) and Adam's 1e-3."""
+    return {
+        "model_params": {
+            "units": hp.Choice("units", [128, 256, 512], default=256),
+            "embedding_dim": hp.Choice("embedding_dim", [64, 128, 256], default=128),
+            "score": hp.Choice("score", list(SCORES), default="general"),
+            "dropout": hp.Choice("dropout", [0.0, 0.2, 0.4], default=0.0),
+        },
+        "learning_rate": hp.Choice("learning_rate", [1e-3, 3e-3], default=1e-3),
+    }
+
+
 @register_model(
     "seq2seq-attention", family="seq2seq", task="translation", default_data="fra-eng", lesson=LESSON,
-    jit_compile=JIT_COMPILE,
+    search_space=seq2seq_search_space, jit_compile=JIT_COMPILE,
 )
 def build_seq2seq_attention(
     info: DatasetInfo, embedding_dim: int = 128, units: int = 256, score: str = "general", dropout: float = 0.0

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import keras
 
 from kerasdl.data import DatasetInfo
-from kerasdl.errors import KerasdlError
+from kerasdl.errors import KerasdlError, UnknownNameError
 from kerasdl.layers import ImageNetInput
 from kerasdl.models.loading import load_model_file
 from kerasdl.registry import register_model
@@ -119,30 +119,49 @@ def transfer_classifier(
     return keras.Model(inputs, logits, name=name)
 
 
-def transfer_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
-    """The lesson's choice between feature extraction and fine-tuning, with head dropout and learning rate."""
-    return {
-        "model_params": {
-            "fine_tune_layers": hp.Choice("fine_tune_layers", [0, 20, 50], default=0),
-            "dropout": hp.Choice("dropout", [0.0, 0.2, 0.5], default=0.2),
-        },
-        "learning_rate": hp.Choice("learning_rate", [1e-4, 3e-4, 1e-3], default=1e-3),
-    }
+# Each backbone: the keras.applications builder and the ImageNet input convention its weights expect.
+BACKBONES: dict[str, tuple[Callable[..., keras.Model], str]] = {
+    "mobilenet-v2": (keras.applications.MobileNetV2, "tf"),
+    "efficientnet-b0": (keras.applications.EfficientNetB0, "raw"),
+    "resnet50": (keras.applications.ResNet50, "caffe"),
+}
 
 
-def register_transfer(model_name: str, application: Callable[..., keras.Model], input_style: str, doc: str):
-    """Register `model_name`: `application` as backbone, images in its ImageNet input convention."""
+def transfer_search_space(default_backbone: str) -> Callable[[keras_tuner.HyperParameters], dict[str, Any]]:
+    """The space of a transfer model whose own backbone is `default_backbone`: which backbone, the lesson's
+    choice between feature extraction and fine-tuning (how many top layers train), head dropout and learning
+    rate. Backbones differ in layer count, so fine-tuning 20 layers unfreezes a different share of each."""
+
+    def space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+        return {
+            "model_params": {
+                "backbone": hp.Choice("backbone", list(BACKBONES), default=default_backbone),
+                "fine_tune_layers": hp.Choice("fine_tune_layers", [0, 20, 50], default=0),
+                "dropout": hp.Choice("dropout", [0.0, 0.2, 0.5], default=0.2),
+            },
+            "learning_rate": hp.Choice("learning_rate", [1e-4, 3e-4, 1e-3], default=1e-3),
+        }
+
+    return space
+
+
+def register_transfer(model_name: str, doc: str) -> None:
+    """Register `model_name` with the backbone of that name (a `backbone` model param picks another)."""
 
     def build(
         info: DatasetInfo,
         weights: str = "imagenet",
         fine_tune_layers: int = 0,
         dropout: float = 0.2,
+        backbone: str = model_name,
         **options: Any,
     ) -> keras.Model:
+        if backbone not in BACKBONES:
+            raise UnknownNameError("backbone", backbone, list(BACKBONES))
+        application, input_style = BACKBONES[backbone]
         return transfer_classifier(
             info, application, input_style, weights=weights, fine_tune_layers=fine_tune_layers, dropout=dropout,
-            name=model_name.replace("-", "_"), **options,
+            name=backbone.replace("-", "_"), **options,
         )
 
     build.__doc__ = doc
@@ -152,21 +171,21 @@ def register_transfer(model_name: str, application: Callable[..., keras.Model], 
         task="classification",
         default_data="cats-vs-dogs",
         lesson=LESSON,
-        search_space=transfer_search_space,
+        search_space=transfer_search_space(model_name),
         offline_params=OFFLINE,
         jit_compile=False,
     )(build)
 
 
 register_transfer(
-    "mobilenet-v2", keras.applications.MobileNetV2, "tf",
+    "mobilenet-v2",
     "MobileNetV2 backbone (depthwise separable convolutions, for phones) with a new head; option alpha (width).",
 )
 register_transfer(
-    "efficientnet-b0", keras.applications.EfficientNetB0, "raw",
+    "efficientnet-b0",
     "EfficientNet-B0 backbone (compound-scaled depth, width and resolution) with a new head.",
 )
 register_transfer(
-    "resnet50", keras.applications.ResNet50, "caffe",
+    "resnet50",
     "ResNet-50 backbone (residual connections) with a new head.",
 )

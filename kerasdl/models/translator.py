@@ -13,7 +13,7 @@ whole prefix. `TranslatorDecoding` does that for Keras (greedy and beam search i
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -26,7 +26,28 @@ from kerasdl.models.traced import traced
 from kerasdl.registry import register_model
 from kerasdl.tasks.translation import register_decoder
 
+if TYPE_CHECKING:
+    import keras_tuner
+
 LESSON = "Stage 5: Transformers (encoder-decoder translation)"
+FEED_FORWARD_RATIO = 4  # the feed-forward width per model width in a search: the builder's 512 / 128, Vaswani's 2048 / 512
+
+
+def translator_search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+    """Encoder and decoder blocks, heads, width (the feed-forward FEED_FORWARD_RATIO x wide), dropout and learning
+    rate; defaults are the builder's (2 + 2 blocks, 4 heads, 128 wide, 512 feed-forward, dropout 0.1) and the
+    model's train_defaults (1e-3). Every head count divides every width."""
+    width = hp.Choice("embedding_dim", [64, 128, 256], default=128)
+    return {
+        "model_params": {
+            "layers": hp.Int("layers", 1, 3, default=2),
+            "heads": hp.Choice("heads", [2, 4, 8], default=4),
+            "embedding_dim": width,
+            "units": FEED_FORWARD_RATIO * width,
+            "dropout": hp.Choice("dropout", [0.1, 0.2, 0.3], default=0.1),
+        },
+        "learning_rate": hp.Choice("learning_rate", [3e-4, 1e-3, 3e-3], default=1e-3),
+    }
 
 
 @register_model(
@@ -35,6 +56,7 @@ LESSON = "Stage 5: Transformers (encoder-decoder translation)"
     task="translation",
     default_data="fra-eng",
     lesson=LESSON,
+    search_space=translator_search_space,
     # Measured on CPU (1 layer, width 64, batch 64): XLA made each step slower (240 vs 160 ms) and the first
     # epoch minutes longer to compile.
     jit_compile=False,

@@ -136,6 +136,14 @@ class Task:
         """Extra callbacks both loops run (e.g. a GAN's sample grid each epoch)."""
         return []
 
+    # Validation logs that `search_callbacks` add to each epoch's logs (so a search may optimize them).
+    search_logs: tuple[str, ...] = ()
+
+    def search_callbacks(self, data: DataBundle, params: dict[str, Any]) -> list[keras.callbacks.Callback]:
+        """Callbacks each search trial runs first, adding `search_logs` (e.g. a GAN's Frechet distance) to
+        every epoch's logs, where the objective is not something `fit` logs itself."""
+        return []
+
     # --- evaluation --------------------------------------------------------------------------------------
     def check_data(self, model: keras.Model, data: DataBundle) -> None:
         """Fail in one line when the data does not fit the model's input."""

@@ -54,12 +54,35 @@ class SampleGrid(keras.callbacks.Callback):
         save_image_grid(images, self.plots_dir / f"samples_epoch_{epoch + 1:03d}.png")
 
 
+class ValidationFrechetDistance(keras.callbacks.Callback):
+    """After each epoch, `val_frechet_distance` in the logs: the Frechet distance, in `classifier`'s features,
+    between as many generated images as there are `real` validation ones and those images (the search's
+    objective: the GAN's losses do not measure sample quality)."""
+
+    def __init__(self, classifier: keras.Model, real: np.ndarray):
+        super().__init__()
+        from kerasdl.evaluation.sample_quality import penultimate_features
+
+        self.features = penultimate_features(classifier)
+        self.real_features, self.samples = predict(self.features, real), len(real)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from kerasdl.evaluation.sample_quality import frechet_distance
+        from kerasdl.models.gan import generate
+
+        fake = generate(self.model, self.samples, EVAL_SEED)
+        if logs is not None:
+            logs["val_frechet_distance"] = frechet_distance(predict(self.features, fake), self.real_features)
+
+
 class Generation(Task):
     name = "generation"
     float_targets = FLOAT_TARGETS
     quantized_targets = QUANTIZED_TARGETS
     main_metric = "test_frechet_distance"
     higher_is_better = False
+    objective = "val_frechet_distance"  # what a search minimizes: ValidationFrechetDistance adds it to fit's logs
+    search_logs = ("val_frechet_distance",)
     early_stopping = False  # the adversarial losses do not fall as samples improve
     log_names = ("d_loss", "g_loss")
 
@@ -104,6 +127,18 @@ class Generation(Task):
 
     def callbacks(self, model_params: dict[str, Any], plots_dir: Path) -> list[keras.callbacks.Callback]:
         return [SampleGrid(plots_dir)]
+
+    def search_callbacks(self, data: DataBundle, params: dict[str, Any]) -> list[keras.callbacks.Callback]:
+        """The Frechet distance to the validation images each epoch, in the features of `classifier_run`'s
+        classifier, which a search therefore needs."""
+        classifier_run = _checked(params).get("classifier_run")
+        if not classifier_run:
+            raise KerasdlError(
+                "a GAN search minimizes the Frechet distance to real images, measured by a trained classifier: "
+                "give task parameter classifier_run (a cnn-mnist run directory)"
+            )
+        real, _ = data.split("validation")
+        return [ValidationFrechetDistance(_load_classifier(classifier_run, data.info), real)]
 
     # --- evaluation --------------------------------------------------------------------------------------
     def check_data(self, model: keras.Model, data: DataBundle) -> None:

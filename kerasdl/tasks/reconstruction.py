@@ -43,6 +43,7 @@ class Reconstruction(Task):
     float_targets = FLOAT_TARGETS
     quantized_targets = QUANTIZED_TARGETS
     main_metric = "test_mse"
+    objective = "val_mse"  # a search compares reconstructions; a VAE's val_loss adds its KL term
     log_names = ("mse",)  # the loss without a VAE's KL term
 
     # --- data ----------------------------------------------------------------------------------------------

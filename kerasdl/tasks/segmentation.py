@@ -1,8 +1,14 @@
 """Segmentation: a class per pixel. Cross-entropy over pixels, pixel accuracy against the majority-class
-baseline, per-class IoU and Dice, mask overlays, and parity as the share of pixels whose class agrees."""
+baseline, per-class IoU and Dice, mask overlays, and parity as the share of pixels whose class agrees.
+
+Task params (`TrainConfig.task_params`):
+  train_images   train on the first this many training images (EM sections, photos), each still cut into all
+                 its tiles: quick runs and tests on a fixed budget. Validation and test stay whole.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -10,6 +16,8 @@ import keras
 import numpy as np
 
 from kerasdl.data import DataBundle
+from kerasdl.data.segmentation import SegmentationBundle, tiles_per_image
+from kerasdl.errors import KerasdlError
 from kerasdl.evaluation.table import format_table
 from kerasdl.tasks.base import Bound, ParityTargets, Task, argmax_parity, register_task
 
@@ -29,6 +37,21 @@ class Segmentation(Task):
     objective = "val_pixel_accuracy"
     objective_mode = "max"
     log_names = ("pixel_accuracy",)
+
+    def adapt_data(self, data: DataBundle, params: dict[str, Any]) -> DataBundle:
+        """The training split cut to its first `train_images` images (task parameter; all by default)."""
+        count = params.get("train_images")
+        if count is None:
+            return data
+        if not isinstance(data, SegmentationBundle):
+            raise KerasdlError(f"train_images needs segmentation images held in memory, not {data.info.name!r}")
+        images, masks = data.images["train"]
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(images):
+            raise KerasdlError(f"train_images must be a whole number from 1 to {len(images)}, got {count!r}")
+        sizes = {**data.info.split_sizes, "train": count * tiles_per_image(images, data.tile)}
+        return SegmentationBundle(
+            dataclasses.replace(data.info, split_sizes=sizes), {**data.images, "train": (images[:count], masks[:count])}
+        )
 
     def loss(self) -> keras.losses.Loss:
         """Cross-entropy on each pixel's logits, averaged over pixels. Plain, not Dice: with 22% membrane

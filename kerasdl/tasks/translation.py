@@ -5,7 +5,8 @@ the real tokens only (padding ignored), on predicting the reference + [end]. A t
 from the model's own predictions: greedily, or by beam search, both over a model-specific `DecodingStep`
 registered under the Keras model's name (the Transformer's uses its key/value caches, an LSTM its states).
 Quality is BLEU and chrF (sacrebleu, corpus level) on a fixed held-out set: the first BLEU_PAIRS test pairs,
-scored against the reference lowercased and tokenized as the model's targets are.
+scored against the reference lowercased and tokenized as the model's targets are. A search (`kerasdl tune`)
+ranks its trials by the same BLEU of greedy translations of the first BLEU_PAIRS validation pairs (`val_bleu`).
 
 What ships to a device is one decoding step with everything it carries in one float input and one float
 output (see the model module's `step_model`); the TF-free runner loops over it greedily.
@@ -171,6 +172,9 @@ class Translation(Task):
     name = "translation"
     main_metric = "test_bleu"
     higher_is_better = True
+    objective = "val_bleu"  # a search ranks trials by what evaluation headlines: BLEU, here on validation pairs
+    objective_mode = "max"
+    search_logs = ("val_bleu",)
     log_names = ("token_accuracy",)
     float_targets = FLOAT_TARGETS
     quantized_targets = QUANTIZED_TARGETS
@@ -205,6 +209,9 @@ class Translation(Task):
     def batch_logs(self, targets, outputs):
         return {"token_accuracy": token_accuracy(targets, outputs)}
 
+    def search_callbacks(self, data: DataBundle, params: dict[str, Any]) -> list[keras.callbacks.Callback]:
+        return [ValidationBleu(data)]
+
     # --- evaluation --------------------------------------------------------------------------------------
     def check_data(self, model: keras.Model, data: DataBundle) -> None:
         shapes = {tensor.name: tuple(tensor.shape[1:]) for tensor in model.inputs}
@@ -220,14 +227,12 @@ class Translation(Task):
         import sacrebleu
 
         loss, accuracy = teacher_forced(model, data, "test")
-        sources, targets = (texts[:BLEU_PAIRS] for texts in data.pairs_texts("test"))
-        references = [reference(text, data.target_level) for text in targets]
+        sources, references = scored_pairs(data, "test")
         greedy_out = translate(model, data, sources)
         beam_out = translate(model, data, sources, BEAM_SIZE)
         scores = {}
         for kind, hypotheses in (("", greedy_out), ("_beam", beam_out)):
-            bleu = sacrebleu.corpus_bleu(hypotheses, [references], tokenize=data.bleu_tokenize)
-            scores[f"test_bleu{kind}"] = bleu.score
+            scores[f"test_bleu{kind}"] = corpus_bleu(hypotheses, references, data)
             scores[f"test_chrf{kind}"] = sacrebleu.corpus_chrf(hypotheses, [references]).score
         return {
             **scores,
@@ -311,6 +316,33 @@ class Translation(Task):
         return (f"max |logit diff| {measured['max_abs_logit_diff']:.3g}, max |cache diff| "
                 f"{measured['max_abs_cache_diff']:.3g}, next-token agreement {measured['next_token_agreement']:.2%} "
                 f"on {measured['samples']} steps")
+
+
+class ValidationBleu(keras.callbacks.Callback):
+    """Adds `val_bleu` to every epoch's logs: the BLEU of greedy translations of the first BLEU_PAIRS validation
+    pairs, scored as `evaluate` scores the test pairs (what `fit` logs, teacher-forced, is no translation)."""
+
+    def __init__(self, data: TranslationPairs):
+        super().__init__()
+        self.data = data
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is not None:
+            sources, references = scored_pairs(self.data, "validation")
+            logs["val_bleu"] = corpus_bleu(translate(self.model, self.data, sources), references, self.data)
+
+
+def scored_pairs(data: TranslationPairs, split: str) -> tuple[list[str], list[str]]:
+    """The split's first BLEU_PAIRS sources, and their references lowercased and tokenized as the targets are."""
+    sources, targets = (texts[:BLEU_PAIRS] for texts in data.pairs_texts(split))
+    return list(sources), [reference(text, data.target_level) for text in targets]
+
+
+def corpus_bleu(hypotheses: list[str], references: list[str], data: TranslationPairs) -> float:
+    """sacrebleu's corpus BLEU of the translations against one reference each, tokenized for the target language."""
+    import sacrebleu
+
+    return sacrebleu.corpus_bleu(hypotheses, [references], tokenize=data.bleu_tokenize).score
 
 
 def _examples(sources: list[str], references: list[str], greedy_out: list[str], beam_out: list[str]) -> list[dict]:
