@@ -12,6 +12,7 @@ The table is printed in the README's format at the end.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -32,7 +33,14 @@ SEARCHES = {
     "forecast": ("lstm-forecast", {"epochs": 5, "batch_size": 128}, 6),
     "char-rnn": ("char-gru", {"epochs": 1, "task_params": {"sequence_length": 64, "train_samples": 3200}}, 4),
     "embeddings": ("word2vec", {"epochs": 1}, 4),
+    "gan": ("dcgan", {"epochs": 2, "task_params": {"train_samples": 6000}}, 4),  # + classifier_run: CLASSIFIER
+    "detection": ("centernet", {"epochs": 10, "batch_size": 16, "learning_rate": 3e-3}, 4),
+    "transformer-lm": ("gpt", {"epochs": 1, "task_params": {"sequence_length": 64, "train_samples": 6400}}, 4),
+    "translation": ("translator", {"epochs": 3, "batch_size": 128,
+                                   "task_params": {"sequence_length": 5, "vocabulary_size": 6000}}, 4),
 }
+# The GAN's objective is measured in a trained digit classifier's features: this run gives it.
+CLASSIFIER = ("cnn-mnist", {"epochs": 2, "task_params": {"train_samples": 12000}})
 
 
 def search(family: str, out: Path) -> dict:
@@ -43,6 +51,8 @@ def search(family: str, out: Path) -> dict:
     name, settings, trials = SEARCHES[family]
     spec = model_spec(name)
     config = TrainConfig(name, **{**spec.train_defaults, **settings})
+    if spec.task == "generation":
+        config = dataclasses.replace(config, task_params={**config.task_params, "classifier_run": str(classifier(out))})
     started = time.perf_counter()
     result = tune(config, "random", max_trials=trials, out=out / name, retrain=False, verbose=0)
     seconds = time.perf_counter() - started
@@ -54,6 +64,15 @@ def search(family: str, out: Path) -> dict:
         "worst": round(_worst(result.trials, best), 4), "hyperparameters": best["hyperparameters"],
         "epochs": config.epochs, "minutes": round(seconds / 60, 1),
     }
+
+
+def classifier(out: Path) -> Path:
+    """The digit classifier the GAN's Frechet distance is measured with, trained once into OUT/classifier."""
+    from kerasdl.training import TrainConfig
+    from kerasdl.tuning.runs import train_once
+
+    name, settings = CLASSIFIER
+    return train_once(TrainConfig(name, **settings), out / "classifier")[0].path
 
 
 def _worst(rows: list[dict], best: dict) -> float:

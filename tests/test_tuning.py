@@ -68,6 +68,17 @@ def test_mlp_search_space_is_registered_and_defaults_to_the_curriculum_model():
     assert (space["optimizer"], space["learning_rate"], space["batch_size"]) == ("adam", 1e-3, 64)
 
 
+def test_every_keras_model_is_searchable_and_has_a_two_trial_search_test():
+    """Every registered model that trains with model.fit has a space, and one of the two files searches it."""
+    from test_search_spaces_text import TINY as TEXT
+    from test_search_spaces_vision import TINY as VISION
+
+    keras_models = {spec.name for spec in registry.model_specs() if "fit" in spec.loops}
+    assert all(registry.model_spec(name).search_space is not None for name in keras_models)
+    assert sorted({*TEXT, *VISION}) == sorted(keras_models) and not set(TEXT) & set(VISION)
+    assert len(keras_models) == 30  # the README says so
+
+
 def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, capsys):
     CountTrials.started = 0
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C as trial 2 starts: trial 1 is done, trial 2 is not

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.image
@@ -24,19 +25,43 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*currentThread|getName:Deprecat
 # The grid tuner's first six points share units and depth (only optimizer and batch size change), so every
 # trial builds the same network and memory can be compared across trials.
 TRIALS, KEEP = 6, 2
-SEARCH = TrainConfig("mlp", epochs=2)
+SEARCH = TrainConfig("mlp", epochs=2)  # as SEARCH_PROGRAM searches
 TIMEOUT = 300  # seconds any one command may take before the test fails instead of hanging
+
+
+# Each search runs in a fresh Python process, as a user's `kerasdl tune` does: a pytest worker that ran other
+# tests first already holds its own peak memory, which would hide an in-process search's growth.
+SEARCH_PROGRAM = """
+import sys
+from kerasdl.quiet import quiet_libraries
+with quiet_libraries():
+    from kerasdl.training import TrainConfig
+    from kerasdl.tuning import tune
+tune(TrainConfig("mlp", epochs=2), "grid", max_trials={trials}, out=sys.argv[1], isolate=sys.argv[2] == "isolate",
+     keep_best={keep}, retrain=False, verbose=0)
+"""
+
+
+@dataclass(frozen=True)
+class Search:
+    out: Path
+    trials: list[dict]
+    best: dict
 
 
 @pytest.fixture(scope="module")
 def searches(tmp_path_factory):
-    """The same six-trial grid search run in this process and with each trial in its own process."""
-    root = tmp_path_factory.mktemp("long")
-    return {
-        isolate: tune(SEARCH, "grid", max_trials=TRIALS, out=root / f"isolate-{isolate}", isolate=isolate,
-                      keep_best=KEEP, retrain=False, verbose=0)
-        for isolate in (False, True)
-    }
+    """The same six-trial grid search run in one process and with each trial in its own process."""
+    root, program = tmp_path_factory.mktemp("long"), SEARCH_PROGRAM.format(trials=TRIALS, keep=KEEP)
+    found = {}
+    for isolate in (False, True):
+        out = root / f"isolate-{isolate}"
+        done = subprocess.run([sys.executable, "-c", program, str(out), "isolate" if isolate else "in-process"],
+                              capture_output=True, text=True, timeout=2 * TIMEOUT)
+        assert done.returncode == 0, done.stderr[-3000:]
+        found[isolate] = Search(out, json.loads((out / "trials.json").read_text()),
+                                json.loads((out / "best_hyperparameters.json").read_text()))
+    return found
 
 
 def test_isolated_trials_hold_memory_flat_where_one_process_grows(searches):

@@ -75,7 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sequences.add_argument("--negative-samples", type=positive_int, help="word2vec: negative words per pair")
     attention = parser.add_argument_group("attention and Transformers")
     attention.add_argument("--heads", type=positive_int, help="Transformers: attention heads per block")
-    attention.add_argument("--backbone", help="bert-classifier: a bert-mini run whose pretrained encoder it fine-tunes")
+    attention.add_argument(
+        "--backbone", help="bert-classifier: a bert-mini run whose pretrained encoder it fine-tunes; transfer models: "
+        "mobilenet-v2, efficientnet-b0 or resnet50 (default: the model's own)",
+    )
     attention.add_argument(
         "--tokenizer", help="language models, translation: character, word or subword (a WordPiece vocabulary "
         "trained on the training text)"

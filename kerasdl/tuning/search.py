@@ -245,10 +245,13 @@ def _check_options(isolate: bool, callbacks: list | None, keep_best: int | None,
 
 
 def _export(best_run: RunDirectory, fmt: str, out: Path) -> Any:
-    """The best run's `fmt` artifact and parity report, in out/export/FORMAT."""
+    """The best run's `fmt` artifact and parity report, in out/export/FORMAT (the converter's and LiteRT's
+    own lines kept off stderr, as `kerasdl export` keeps them)."""
     from kerasdl.export.exporter import export_run
+    from kerasdl.quiet import filtered_stderr
 
-    return export_run(best_run.path, fmt, out / "export" / fmt)
+    with filtered_stderr():
+        return export_run(best_run.path, fmt, out / "export" / fmt)
 
 
 def _make_tuner(
