@@ -48,7 +48,7 @@ def fit_in_child(tuner: Any, trial: Any, fit_kwargs: dict[str, Any]) -> Any:
         "checkpoint": tuner._get_checkpoint_fname(trial.trial_id),
         "build_config": tuner._get_build_config_fname(trial.trial_id),
         "initial_weights": tuner._get_checkpoint_fname(earlier) if earlier else None,
-        "history": str(folder / "history.json"),
+        "history": str(tuner.history_path(trial.trial_id)),
     }
     for name in (RESULT, ERROR):
         (folder / name).unlink(missing_ok=True)

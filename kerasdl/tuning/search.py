@@ -152,7 +152,7 @@ def tune(
         best = best_trial(search.oracle, hypermodel)
         RunDirectory.write_json(out / "best_hyperparameters.json", best)
         plot_objective(rows, best["objective"], best["direction"], out / "objective.png")
-        curves = _history(out, best["trial"])
+        curves = search.history(best["trial"])
         if curves:
             plot_best_curves(curves, best["objective"], out / "best_curves.png")
         if not retrain:
@@ -209,11 +209,6 @@ def _error_line(message: str | None) -> str:
     """The last line of a failed trial's message (Keras Tuner keeps the whole traceback in trial.json)."""
     lines = [line.strip() for line in (message or "").strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
-
-
-def _history(out: Path, trial_id: str) -> list[dict[str, float]]:
-    path = out / PROJECT / f"trial_{trial_id}" / "history.json"
-    return json.loads(path.read_text()) if path.exists() else []
 
 
 def _search(search: keras_tuner.Tuner, config: TrainConfig, callbacks: list | None, verbose: int) -> None:

@@ -43,7 +43,7 @@ class SearchTuner(records.Records):
     def _build_and_fit_model(self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
         if self.isolate:
             return fit_in_child(self, trial, kwargs)
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), EpochLog(self._history_path(trial.trial_id))]
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), EpochLog(self.history_path(trial.trial_id))]
         return super()._build_and_fit_model(trial, *args, **kwargs)
 
     def on_trial_end(self, trial: keras_tuner.engine.trial.Trial) -> None:
@@ -60,10 +60,11 @@ class SearchTuner(records.Records):
 
     def history(self, trial_id: str) -> list[dict[str, float]]:
         """The trial's per-epoch logs ([] when it never finished an epoch)."""
-        path = self._history_path(trial_id)
+        path = self.history_path(trial_id)
         return json.loads(path.read_text()) if path.exists() else []
 
-    def _history_path(self, trial_id: str) -> Path:
+    def history_path(self, trial_id: str) -> Path:
+        """Where the trial's `EpochLog` writes, in this process or an isolated one."""
         return Path(self.get_trial_dir(trial_id)) / HISTORY
 
     def _is_worker_hyperband(self) -> bool:
